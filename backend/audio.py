@@ -1,0 +1,74 @@
+"""Decoding songs: any of wav/ogg/flac/mp3, any sample rate, mono or stereo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from .errors import UserInputError
+
+# Peak amplitude (full scale = 1.0) under which a song counts as silent: -80 dBFS.
+SILENCE_PEAK = 1e-4
+# Shortest song we dance to, seconds: the generator needs a few tokens of music.
+MIN_DURATION_S = 1.0
+# Samples decoded at a time, so that a long song is never held twice in stereo.
+DECODE_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Song:
+    """A decoded song.
+
+    samples: (N,) float32 mono at ``sample_rate`` Hz, full scale 1.0.
+    duration_s: the length of the original file, seconds.
+    """
+
+    path: Path
+    samples: np.ndarray
+    sample_rate: int
+    duration_s: float
+
+
+def load_song(path: str | Path, sample_rate: int) -> Song:
+    """Decode ``path`` to mono at ``sample_rate`` Hz.
+
+    Raises UserInputError (naming the file) when the file is missing, empty, not audio,
+    shorter than MIN_DURATION_S or silent.
+    """
+    import librosa  # heavy import (numba): only when a song is decoded
+
+    path = Path(path)
+    if not path.exists():
+        raise UserInputError(path, "no such file")
+    if path.is_dir():
+        raise UserInputError(path, "is a folder, not an audio file")
+    if path.stat().st_size == 0:
+        raise UserInputError(path, "the file is empty")
+    try:
+        with soundfile.SoundFile(str(path)) as audio_file:
+            source_rate = audio_file.samplerate
+            blocks = [
+                block.mean(axis=1, dtype=np.float32)
+                for block in audio_file.blocks(blocksize=DECODE_BLOCK, dtype="float32", always_2d=True)
+            ]
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
+        detail = str(error).split(":")[-1].strip() or "unknown format"
+        raise UserInputError(
+            path, f"cannot be decoded as audio (wav, ogg, flac or mp3): {detail}"
+        ) from None
+    mono = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+    duration_s = mono.size / source_rate
+    if mono.size == 0:
+        raise UserInputError(path, "contains no audio samples")
+    if not np.all(np.isfinite(mono)):
+        raise UserInputError(path, "contains invalid (non-finite) samples")
+    if duration_s < MIN_DURATION_S:
+        raise UserInputError(path, f"is too short ({duration_s:.2f} s; at least {MIN_DURATION_S:g} s needed)")
+    if float(np.max(np.abs(mono))) < SILENCE_PEAK:
+        raise UserInputError(path, "is silent (no sound above -80 dBFS)")
+    if source_rate != sample_rate:
+        mono = librosa.resample(mono, orig_sr=source_rate, target_sr=sample_rate, res_type="soxr_hq")
+    return Song(path=path, samples=mono.astype(np.float32, copy=False), sample_rate=sample_rate, duration_s=duration_s)

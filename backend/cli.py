@@ -1,0 +1,98 @@
+"""Command line: ``python -m backend generate song.ogg --out dance.npz`` and ``python -m backend serve``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .music_features import FPS, configure_numba_cache
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m backend", description="Music to SMPL dance.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--weights", type=Path, default=None, help="generator checkpoint (default: the shipped one)")
+    model.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+
+    gen = commands.add_parser("generate", parents=[model], help="dance to one song and write a file")
+    gen.add_argument("audio", type=Path, help="wav, ogg, flac or mp3")
+    gen.add_argument("--out", type=Path, required=True, help="output file: .npz, .json or .bvh")
+    gen.add_argument("--seed", type=int, default=0, help="same seed, same dance (default 0)")
+    gen.add_argument("--temperature", type=float, default=1.0, help="> 0; lower is calmer and more repetitive")
+    gen.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest moves (0: all)")
+    gen.add_argument("--fps", type=float, default=float(FPS), help=f"output frame rate (default {FPS})")
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    commands.add_parser("serve", parents=[model], help="serve jobs over stdin/stdout (for the Blender add-on)")
+    return parser
+
+
+def progress_bar(fraction: float, stage: str) -> None:
+    width = 30
+    filled = int(round(fraction * width))
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:5.1f}% {stage:<10}")
+    sys.stderr.flush()
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from .dance_io import FORMATS, save_dance
+    from .errors import UserInputError
+    from .generator import DanceGenerator
+    from .pipeline import generate
+    from .sampling import SamplingConfig
+
+    if args.out.suffix.lower() not in FORMATS:
+        raise UserInputError(args.out, f"unknown output format '{args.out.suffix}' (use {', '.join(FORMATS)})")
+    if not args.out.parent.exists():
+        raise UserInputError(args.out, f"the folder {args.out.parent} does not exist")
+    started = time.perf_counter()
+    generator = DanceGenerator.load(args.weights, args.device)
+    dance = generate(
+        args.audio,
+        generator,
+        SamplingConfig(seed=args.seed, temperature=args.temperature, top_k=args.top_k),
+        fps=args.fps,
+        progress=None if args.quiet else progress_bar,
+    )
+    save_dance(dance, args.out)
+    if not args.quiet:
+        sys.stderr.write("\n")
+    note = "" if dance.trained else " (untrained networks)"
+    print(
+        f"{args.out}: {dance.num_frames} frames at {dance.fps:g} fps, {dance.duration_s:.1f} s, "
+        f"{dance.tempo_bpm:.0f} BPM, {len(dance.beat_times)} beats, {time.perf_counter() - started:.1f} s{note}"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    configure_numba_cache()
+    from models.checkpoint import CheckpointError
+
+    from .errors import UserInputError
+
+    try:
+        if args.command == "serve":
+            from .service import run_service
+
+            return run_service(args.weights, args.device)
+        return run_generate(args)
+    except (UserInputError, CheckpointError) as error:
+        sys.stderr.write(f"\nerror: {error}\n")
+        return EXIT_USER_ERROR
+    except ValueError as error:  # options the pipeline refuses (e.g. --device cuda without a GPU)
+        sys.stderr.write(f"\nerror: {error}\n")
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        return EXIT_INTERRUPTED

@@ -1,0 +1,140 @@
+"""Audio in, SMPL dance out: features -> tokens -> rotations -> a dance at any frame rate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation, Slerp
+
+from bailando_blender.skeleton import (
+    forward_kinematics,
+    make_quaternions_continuous,
+    matrix_to_quaternion,
+)
+
+from .errors import CancelledError, UserInputError
+from .generator import DanceGenerator
+from .motion_representation import decode_motion
+from .music_features import FPS, song_features
+from .sampling import SamplingConfig
+
+# Percentile of the per-frame lowest joint height taken as the floor: low enough that
+# jumps stay in the air, high enough that one odd frame does not sink the whole dance.
+FLOOR_PERCENTILE = 5.0
+MAX_OUTPUT_FPS = 240.0
+
+ProgressCallback = Callable[[float, str], None]
+
+# Share of the whole job each stage is reported as, for one progress bar.
+STAGE_SPANS = {"decoding": (0.0, 0.1), "features": (0.1, 0.2), "tokens": (0.2, 0.9), "rotations": (0.9, 1.0)}
+
+
+@dataclass
+class Dance:
+    """A generated dance, SMPL's frame (Y up, metres; the floor at y = 0).
+
+    joint_rotations: (T, 24, 4) unit quaternions (w, x, y, z), local to each parent, each
+        frame on the same hemisphere as the last.
+    root_translation: (T, 3) pelvis position, metres.
+    beat_times: (B,) music beats, seconds from the song's start.
+    Frame i plays at i / fps seconds of the song; T = round(duration_s * fps).
+    """
+
+    fps: float
+    joint_rotations: np.ndarray
+    root_translation: np.ndarray
+    beat_times: np.ndarray
+    tempo_bpm: float
+    duration_s: float
+    seed: int
+    trained: bool
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.joint_rotations.shape[0])
+
+
+def resample(
+    joint_rotations: np.ndarray, root_translation: np.ndarray, source_fps: float, target_fps: float, num_frames: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(T, J, 3, 3) rotations and (T, 3) translation at source_fps -> num_frames at target_fps.
+
+    Rotations by spherical linear interpolation per joint, translation linearly; times
+    past the last source frame hold it.
+    """
+    source_times = np.arange(joint_rotations.shape[0]) / source_fps
+    target_times = np.minimum(np.arange(num_frames) / target_fps, source_times[-1])
+    if joint_rotations.shape[0] == 1:
+        return np.repeat(joint_rotations, num_frames, 0), np.repeat(root_translation, num_frames, 0)
+    rotations = np.stack(
+        [
+            Slerp(source_times, Rotation.from_matrix(joint_rotations[:, joint]))(target_times).as_matrix()
+            for joint in range(joint_rotations.shape[1])
+        ],
+        axis=1,
+    )
+    translation = np.stack([np.interp(target_times, source_times, root_translation[:, i]) for i in range(3)], 1)
+    return rotations, translation
+
+
+def put_on_floor(joint_rotations: np.ndarray, root_translation: np.ndarray) -> np.ndarray:
+    """Shift the root vertically so the feet stand on y = 0 (see FLOOR_PERCENTILE)."""
+    positions, _ = forward_kinematics(joint_rotations, root_translation)
+    floor = np.percentile(positions[..., 1].min(axis=1), FLOOR_PERCENTILE)
+    grounded = root_translation.copy()
+    grounded[:, 1] -= floor
+    return grounded
+
+
+def generate(
+    audio: str | Path,
+    generator: DanceGenerator,
+    sampling: SamplingConfig = SamplingConfig(),
+    fps: float = FPS,
+    progress: ProgressCallback | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> Dance:
+    """Dance to a whole song. Raises UserInputError for unusable audio or options,
+    CancelledError when ``cancelled()`` turns true."""
+    if not np.isfinite(fps) or not 0 < fps <= MAX_OUTPUT_FPS:
+        raise UserInputError("fps", f"must be in (0, {MAX_OUTPUT_FPS:g}], got {fps}")
+    try:
+        sampling.validate()
+    except ValueError as error:
+        raise UserInputError("sampling", str(error)) from None
+
+    def report(stage: str, fraction: float) -> None:
+        if cancelled is not None and cancelled():
+            raise CancelledError()
+        if progress is not None:
+            start, end = STAGE_SPANS[stage]
+            progress(start + (end - start) * fraction, stage)
+
+    report("decoding", 0.0)
+    music = song_features(audio)
+    report("features", 1.0)
+    upper_tokens, lower_tokens = generator.tokens(
+        music.features, sampling, progress=lambda f: report("tokens", f), cancelled=cancelled
+    )
+    report("rotations", 0.0)
+    upper, lower = generator.decode(upper_tokens, lower_tokens)
+    rotations, translation = decode_motion(upper[: music.num_frames], lower[: music.num_frames])
+    num_frames = max(1, int(round(music.duration_s * fps)))
+    if fps != FPS:
+        rotations, translation = resample(rotations, translation, FPS, fps, num_frames)
+    translation = put_on_floor(rotations, translation)
+    quaternions = make_quaternions_continuous(matrix_to_quaternion(rotations))
+    report("rotations", 1.0)
+    return Dance(
+        fps=float(fps),
+        joint_rotations=quaternions.astype(np.float32),
+        root_translation=translation.astype(np.float32),
+        beat_times=music.beat_times,
+        tempo_bpm=music.tempo_bpm,
+        duration_s=music.duration_s,
+        seed=sampling.seed,
+        trained=generator.trained,
+    )

@@ -1,0 +1,48 @@
+"""Choosing a token from logits: temperature and top-k, seeded, in plain numpy.
+
+Kept out of the networks so that every runtime that produces logits samples the same way:
+the same seed and the same logits give the same token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """temperature > 0 (1 = the model's own distribution; lower = safer, more repetitive);
+    top_k: sample among the k likeliest tokens (0 = all)."""
+
+    seed: int = 0
+    temperature: float = 1.0
+    top_k: int = 0
+
+    def validate(self) -> None:
+        if not np.isfinite(self.temperature) or self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be in [0, 2**63), got {self.seed}")
+
+
+class TokenSampler:
+    def __init__(self, config: SamplingConfig) -> None:
+        config.validate()
+        self.config = config
+        self.rng = np.random.default_rng(config.seed)
+
+    def __call__(self, logits: np.ndarray) -> int:
+        """(num_codes,) logits -> one token index."""
+        scaled = np.asarray(logits, dtype=np.float64) / self.config.temperature
+        k = self.config.top_k
+        if 0 < k < scaled.size:
+            threshold = np.partition(scaled, -k)[-k]
+            scaled = np.where(scaled >= threshold, scaled, -np.inf)
+        weights = np.exp(scaled - scaled.max())
+        cumulative = np.cumsum(weights)
+        draw = self.rng.random() * cumulative[-1]
+        return int(min(np.searchsorted(cumulative, draw, side="right"), scaled.size - 1))

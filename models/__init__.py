@@ -1,0 +1,1 @@
+"""The networks (torch): VQ-VAE choreographic memory, motion GPT, critic; checkpoints."""
