@@ -56,9 +56,7 @@ def load_song(path: str | Path, sample_rate: int) -> Song:
             ]
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
         detail = str(error).split(":")[-1].strip() or "unknown format"
-        raise UserInputError(
-            path, f"cannot be decoded as audio (wav, ogg, flac or mp3): {detail}"
-        ) from None
+        raise UserInputError(path, f"cannot be decoded as audio (wav, ogg, flac or mp3): {detail}") from None
     mono = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
     duration_s = mono.size / source_rate
     if mono.size == 0:

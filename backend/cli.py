@@ -37,28 +37,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 def progress_bar(fraction: float, stage: str) -> None:
     width = 30
-    filled = int(round(fraction * width))
+    filled = round(fraction * width)
     sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:5.1f}% {stage:<10}")
     sys.stderr.flush()
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from .dance_io import FORMATS, save_dance
+    from .dance_io import check_output_path, save_dance
     from .errors import UserInputError
     from .generator import DanceGenerator
-    from .pipeline import generate
+    from .music_features import song_features
+    from .pipeline import MAX_OUTPUT_FPS, generate
     from .sampling import SamplingConfig
 
-    if args.out.suffix.lower() not in FORMATS:
-        raise UserInputError(args.out, f"unknown output format '{args.out.suffix}' (use {', '.join(FORMATS)})")
-    if not args.out.parent.exists():
-        raise UserInputError(args.out, f"the folder {args.out.parent} does not exist")
+    check_output_path(args.out)
+    sampling = SamplingConfig(seed=args.seed, temperature=args.temperature, top_k=args.top_k)
+    sampling.validate()
+    if not 0 < args.fps <= MAX_OUTPUT_FPS:
+        raise UserInputError("--fps", f"must be in (0, {MAX_OUTPUT_FPS:g}], got {args.fps:g}")
     started = time.perf_counter()
+    music = song_features(args.audio)  # a bad song fails before the networks load
     generator = DanceGenerator.load(args.weights, args.device)
     dance = generate(
-        args.audio,
+        music,
         generator,
-        SamplingConfig(seed=args.seed, temperature=args.temperature, top_k=args.top_k),
+        sampling,
         fps=args.fps,
         progress=None if args.quiet else progress_bar,
     )

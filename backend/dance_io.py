@@ -89,14 +89,20 @@ def bvh_text(dance: Dance) -> str:
     return "\n".join(lines) + "\n"
 
 
+def check_output_path(path: str | Path) -> Path:
+    """UserInputError unless ``path`` names a known format in an existing folder."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise UserInputError(path, f"unknown output format '{path.suffix}' (use {', '.join(FORMATS)})")
+    if not path.parent.is_dir():
+        raise UserInputError(path, f"the folder {path.parent} does not exist")
+    return path
+
+
 def save_dance(dance: Dance, path: str | Path) -> Path:
     """Write ``dance`` in the format named by the suffix, atomically (no half-written file)."""
-    path = Path(path)
+    path = check_output_path(path)
     suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        raise UserInputError(path, f"unknown output format '{suffix}' (use {', '.join(FORMATS)})")
-    if not path.parent.exists():
-        raise UserInputError(path, f"the folder {path.parent} does not exist")
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     try:
         with os.fdopen(handle, "wb") as stream:

@@ -67,9 +67,7 @@ def encode_motion(joint_rotations: np.ndarray, root_translation: np.ndarray) -> 
     return upper.astype(np.float32), lower.astype(np.float32)
 
 
-def decode_motion(
-    upper: np.ndarray, lower: np.ndarray, start_heading: float = 0.0
-) -> tuple[np.ndarray, np.ndarray]:
+def decode_motion(upper: np.ndarray, lower: np.ndarray, start_heading: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """upper (T, 90), lower (T, 58) -> (T, 24, 3, 3) local rotations, (T, 3) pelvis positions (m).
 
     The dance starts at the origin (horizontally) facing ``start_heading``.

@@ -115,7 +115,7 @@ def compute_features(song: Song) -> MusicFeatures:
     if song.sample_rate != SAMPLE_RATE:
         raise ValueError(f"song at {song.sample_rate} Hz, features need {SAMPLE_RATE} Hz")
     y = song.samples
-    num_frames = max(1, int(round(song.duration_s * FPS)))
+    num_frames = max(1, round(song.duration_s * FPS))
 
     power = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP_LENGTH)) ** 2
     mel = librosa.feature.melspectrogram(S=power, sr=SAMPLE_RATE)

@@ -18,7 +18,7 @@ from bailando_blender.skeleton import (
 from .errors import CancelledError, UserInputError
 from .generator import DanceGenerator
 from .motion_representation import decode_motion
-from .music_features import FPS, song_features
+from .music_features import FPS, MusicFeatures, song_features
 from .sampling import SamplingConfig
 
 # Percentile of the per-frame lowest joint height taken as the floor: low enough that
@@ -90,17 +90,21 @@ def put_on_floor(joint_rotations: np.ndarray, root_translation: np.ndarray) -> n
 
 
 def generate(
-    audio: str | Path,
+    audio: str | Path | MusicFeatures,
     generator: DanceGenerator,
-    sampling: SamplingConfig = SamplingConfig(),
+    sampling: SamplingConfig | None = None,
     fps: float = FPS,
     progress: ProgressCallback | None = None,
     cancelled: Callable[[], bool] | None = None,
 ) -> Dance:
-    """Dance to a whole song. Raises UserInputError for unusable audio or options,
-    CancelledError when ``cancelled()`` turns true."""
+    """Dance to a whole song (a file, or its features already computed).
+
+    Raises UserInputError for unusable audio or options, CancelledError when
+    ``cancelled()`` turns true.
+    """
     if not np.isfinite(fps) or not 0 < fps <= MAX_OUTPUT_FPS:
         raise UserInputError("fps", f"must be in (0, {MAX_OUTPUT_FPS:g}], got {fps}")
+    sampling = sampling or SamplingConfig()
     try:
         sampling.validate()
     except ValueError as error:
@@ -114,7 +118,7 @@ def generate(
             progress(start + (end - start) * fraction, stage)
 
     report("decoding", 0.0)
-    music = song_features(audio)
+    music = audio if isinstance(audio, MusicFeatures) else song_features(audio)
     report("features", 1.0)
     upper_tokens, lower_tokens = generator.tokens(
         music.features, sampling, progress=lambda f: report("tokens", f), cancelled=cancelled
@@ -122,7 +126,7 @@ def generate(
     report("rotations", 0.0)
     upper, lower = generator.decode(upper_tokens, lower_tokens)
     rotations, translation = decode_motion(upper[: music.num_frames], lower[: music.num_frames])
-    num_frames = max(1, int(round(music.duration_s * fps)))
+    num_frames = max(1, round(music.duration_s * fps))
     if fps != FPS:
         rotations, translation = resample(rotations, translation, FPS, fps, num_frames)
     translation = put_on_floor(rotations, translation)

@@ -121,7 +121,7 @@ class Service:
         except (KeyError, TypeError, ValueError) as error:
             self.send(event="failed", job=job, error=f"bad job request: {error}")
             return
-        except Exception as error:  # noqa: BLE001 - the service must outlive any one job
+        except Exception as error:
             log.exception("job %s failed", job)
             self.send(event="failed", job=job, error=f"internal error: {type(error).__name__}: {error}")
             return
@@ -132,7 +132,7 @@ class Service:
             frames=dance.num_frames,
             fps=dance.fps,
             tempo_bpm=dance.tempo_bpm,
-            beats=int(len(dance.beat_times)),
+            beats=len(dance.beat_times),
             duration_s=dance.duration_s,
             trained=dance.trained,
         )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -33,7 +33,8 @@ def config_from_dict(config_type: type[ConfigT], values: dict[str, Any], source:
     unknown, missing = set(values) - fields, fields - set(values)
     if unknown or missing:
         raise CheckpointError(
-            f"{source}: {config_type.__name__} does not match (unknown keys {sorted(unknown)}, missing {sorted(missing)})"
+            f"{source}: {config_type.__name__} does not match "
+            f"(unknown keys {sorted(unknown)}, missing {sorted(missing)})"
         )
     return config_type(**values)
 
@@ -67,7 +68,9 @@ def save_checkpoint(
             os.remove(temporary)
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, torch.Tensor]], dict[str, str]]:
+def read_checkpoint(
+    path: str | Path,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, torch.Tensor]], dict[str, str]]:
     """-> (configs by network, tensors by network (float32), metadata)."""
     path = Path(path)
     try:
@@ -78,7 +81,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, dict[str, Any]], dict[s
                 name, _, rest = key.partition(".")
                 tensor = handle.get_tensor(key)
                 tensors.setdefault(name, {})[rest] = tensor.float() if tensor.is_floating_point() else tensor
-    except (OSError, ValueError, RuntimeError) as error:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:
         raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({error})") from None
     if metadata.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a {FORMAT} checkpoint")

@@ -7,8 +7,9 @@ causal sequence: ``[music_t, upper_t, lower_t]``. The hidden state at ``music_t`
 conditioned on the other's history, and the lower body on the upper body's current move,
 Bailando's cross-conditional scheme in one plain causal transformer.
 
-Positions are rotary (RoPE), so attention depends only on distances: generation slides a
-window of ``context_steps`` steps over a song of any length, one cached step at a time.
+Positions are rotary (RoPE), so attention depends only on distances, and each position
+attends to the last ``context_steps`` steps only: generation slides that window over a song
+of any length, one cached step at a time, and computes exactly what the full pass would.
 """
 
 from __future__ import annotations
@@ -91,10 +92,25 @@ class KVCache:
         return keys, values
 
 
+def window_mask(num_queries: int, num_keys: int, window: int, device: torch.device) -> torch.Tensor:
+    """(num_queries, num_keys) bool: the queries are the last positions of the keys; each
+    sees itself and the ``window - 1`` positions before it."""
+    offset = torch.arange(num_queries, device=device)[:, None] + (num_keys - num_queries)
+    offset = offset - torch.arange(num_keys, device=device)[None, :]
+    return (offset >= 0) & (offset < window)
+
+
 class CausalSelfAttention(nn.Module):
+    """Causal attention over a sliding window of ``context_steps`` steps.
+
+    Training on sequences longer than the window uses the same band as cached generation,
+    so a cached step equals the full pass exactly, however long the song.
+    """
+
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.num_heads = cfg.num_heads
+        self.window = cfg.context_steps * POSITIONS_PER_STEP
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
         self.dropout = cfg.dropout
@@ -106,18 +122,12 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).split(width, dim=2)
         q, k, v = (t.view(batch, length, self.num_heads, -1).transpose(1, 2) for t in (q, k, v))
         q, k = rope(q, positions), rope(k, positions)
-        if cache is None:
-            mask = None
-            causal = True
-        else:
+        if cache is not None:
             k, v = cache.extend(layer, k, v)
-            # Each new position sees every cached one and the new ones up to itself, and
-            # nothing further back than the window the model was trained on.
-            key_positions = torch.arange(k.shape[2], device=x.device) - (k.shape[2] - length)
-            query_positions = torch.arange(length, device=x.device)
-            offset = query_positions[:, None] - key_positions[None, :]
-            mask = (offset >= 0) & (offset < cache.max_positions)
-            causal = False
+        if cache is None and length <= self.window:
+            mask, causal = None, True
+        else:
+            mask, causal = window_mask(length, k.shape[2], self.window, x.device), False
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
         )
@@ -185,8 +195,8 @@ class MotionGPT(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced logits for training.
 
-        music (B, L * frames_per_token, music_dim) features as computed; tokens (B, L) with
-        L <= context_steps. Returns upper and lower logits (B, L, num_codes); position t
+        music (B, L * frames_per_token, music_dim) features as computed; tokens (B, L), any
+        L (attention reaches back ``context_steps`` steps). Returns upper and lower logits (B, L, num_codes); position t
         predicts token t.
         """
         music_steps = self.music_encoder(music)

@@ -168,7 +168,9 @@ def test_blender_frame_conversion() -> None:
 
 
 def test_quaternion_continuity() -> None:
-    quaternions = Rotation.from_euler("z", np.linspace(0, 4 * np.pi, 50)[:, None]).as_quat(scalar_first=True, canonical=True)
+    quaternions = Rotation.from_euler("z", np.linspace(0, 4 * np.pi, 50)[:, None]).as_quat(
+        scalar_first=True, canonical=True
+    )
     continuous = sk.make_quaternions_continuous(quaternions)
     assert np.all(np.sum(continuous[1:] * continuous[:-1], axis=-1) > 0)
     np.testing.assert_allclose(sk.quaternion_to_matrix(continuous), sk.quaternion_to_matrix(quaternions), atol=1e-12)

@@ -1,0 +1,54 @@
+"""Shared fixtures: songs the tests write themselves, so no test depends on outside files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_SONG = REPO / "examples" / "florist_excerpt.ogg"
+
+
+def click_track(
+    duration_s: float, bpm: float, sample_rate: int, channels: int = 1, offset_s: float = 0.25
+) -> np.ndarray:
+    """(N, channels) float32: a decaying 1 kHz click on every beat over a quiet chord, full scale < 1."""
+    t = np.arange(int(duration_s * sample_rate)) / sample_rate
+    signal = 0.05 * (np.sin(2 * np.pi * 220 * t) + np.sin(2 * np.pi * 277 * t) + np.sin(2 * np.pi * 330 * t))
+    period = 60.0 / bpm
+    since_beat = np.mod(t - offset_s, period)
+    clicks = np.where(t >= offset_s, np.exp(-since_beat * 60.0) * np.sin(2 * np.pi * 1000 * t), 0.0)
+    mono = (signal + 0.8 * clicks).astype(np.float32)
+    return np.repeat(mono[:, None], channels, axis=1)
+
+
+def write_song(
+    path: Path,
+    duration_s: float = 8.0,
+    bpm: float = 120.0,
+    sample_rate: int = 44100,
+    channels: int = 2,
+    **format_options: str,
+) -> Path:
+    soundfile.write(str(path), click_track(duration_s, bpm, sample_rate, channels), sample_rate, **format_options)
+    return path
+
+
+@pytest.fixture(scope="session")
+def song_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("songs")
+
+
+@pytest.fixture(scope="session")
+def click_song(song_dir: Path) -> Path:
+    """8 s, 120 BPM, stereo 44.1 kHz wav with the first beat at 0.25 s."""
+    return write_song(song_dir / "clicks_120.wav")
+
+
+@pytest.fixture(scope="session")
+def python() -> str:
+    return sys.executable

@@ -1,0 +1,165 @@
+"""The networks: shapes, codebook updates, cached generation equal to the full pass, checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from backend.generator import DanceGenerator
+from backend.sampling import SamplingConfig, TokenSampler
+from models.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from models.critic import Critic, CriticConfig
+from models.gpt import POSITIONS_PER_STEP, GPTConfig, MotionGPT
+from models.vqvae import EMACodebook, MotionVQVAE, VQVAEConfig
+
+SMALL_GPT = GPTConfig(d_model=64, num_layers=2, num_heads=4, context_steps=6, dropout=0.0)
+
+
+def count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_parameter_budget() -> None:
+    total = count(MotionVQVAE(VQVAEConfig())) + count(MotionGPT(GPTConfig())) + count(Critic(CriticConfig()))
+    assert 15e6 < total <= 21e6  # ~20 M in all, so fp16 weights stay near 40 MB
+
+
+def test_vqvae_shapes_and_token_round_trip() -> None:
+    torch.manual_seed(0)
+    vqvae = MotionVQVAE(VQVAEConfig())
+    upper, lower = torch.randn(2, 32, 90), torch.randn(2, 32, 58)
+    vqvae(upper, lower)  # a training pass initialises the codebooks from the data
+    vqvae.eval()
+    out = vqvae(upper, lower)
+    assert out["upper"].shape == (2, 32, 90) and out["lower_rotations"].shape == (2, 32, 54)
+    assert out["root_normalised"].shape == (2, 32, 4) and out["upper_tokens"].shape == (2, 8)
+    up_tokens, low_tokens = vqvae.encode(upper, lower)
+    torch.testing.assert_close(up_tokens, out["upper_tokens"])
+    decoded_upper, decoded_lower = vqvae.decode(up_tokens, low_tokens)
+    assert decoded_upper.shape == (2, 32, 90) and decoded_lower.shape == (2, 32, 58)
+    # Fully convolutional: any number of tokens decodes to four frames each.
+    long_upper, _ = vqvae.decode(torch.zeros(1, 333, dtype=torch.long), torch.zeros(1, 333, dtype=torch.long))
+    assert long_upper.shape == (1, 4 * 333, 90)
+
+
+def test_ema_codebook_follows_its_vectors_and_restarts_dead_codes() -> None:
+    torch.manual_seed(0)
+    cfg = VQVAEConfig(num_codes=8, code_dim=2, ema_decay=0.5)
+    codebook = EMACodebook(cfg).train()
+    centres = torch.tensor([[5.0, 5.0], [-5.0, -5.0]])
+    batch = (centres.repeat(64, 1) + 0.01 * torch.randn(128, 2)).T[None]  # (1, 2, 128)
+    for _ in range(30):
+        quantised, _, commit = codebook(batch)
+    assert bool(codebook.initialised)
+    # Every codebook entry either sits on a centre or was restarted onto the data.
+    distances = torch.cdist(codebook.codebook, centres).min(dim=1).values
+    assert torch.all(distances < 0.1)
+    assert float(commit) < 1e-3
+    # Straight-through: gradients reach the encoder output unchanged.
+    encoded = batch.clone().requires_grad_(True)
+    quantised, _, _ = codebook.eval()(encoded)
+    quantised.sum().backward()
+    torch.testing.assert_close(encoded.grad, torch.ones_like(encoded))
+
+
+@pytest.mark.parametrize("steps", [SMALL_GPT.context_steps, 3 * SMALL_GPT.context_steps + 2])
+def test_cached_generation_equals_the_full_forward_pass(steps: int) -> None:
+    """Within the window and far past it (sliding), a cached step equals the full pass."""
+    torch.manual_seed(0)
+    gpt = MotionGPT(SMALL_GPT).eval()
+    music = torch.randn(1, steps * 4, 57)
+    upper = torch.randint(0, 512, (1, steps))
+    lower = torch.randint(0, 512, (1, steps))
+    with torch.no_grad():
+        full_upper, full_lower = gpt(music, upper, lower)
+        music_steps = gpt.music_encoder(music)
+        cache = gpt.new_cache()
+        for t in range(steps):
+            hidden = gpt.step(gpt.music_input(music_steps[:, t : t + 1]), cache)
+            torch.testing.assert_close(gpt.upper_head(hidden)[:, 0], full_upper[:, t], atol=1e-5, rtol=1e-5)
+            hidden = gpt.step(gpt.upper_input(upper[:, t : t + 1]), cache)
+            torch.testing.assert_close(gpt.lower_head(hidden)[:, 0], full_lower[:, t], atol=1e-5, rtol=1e-5)
+            gpt.step(gpt.lower_input(lower[:, t : t + 1]), cache)
+        assert cache.keys[0].shape[2] == min(steps, SMALL_GPT.context_steps) * POSITIONS_PER_STEP
+
+
+def test_attention_reaches_back_exactly_one_window_per_layer() -> None:
+    torch.manual_seed(2)
+    gpt = MotionGPT(SMALL_GPT).eval()
+    window, steps = SMALL_GPT.context_steps, 4 * SMALL_GPT.context_steps
+    music = torch.randn(1, steps * 4, 57)
+    upper = torch.randint(0, 512, (1, steps))
+    lower = torch.randint(0, 512, (1, steps))
+    changed = upper.clone()
+    changed[0, 0] = (upper[0, 0] + 1) % 512
+    with torch.no_grad():
+        before, _ = gpt(music, upper, lower)
+        after, _ = gpt(music, changed, lower)
+    differs = (before - after).abs().amax(dim=-1)[0] > 1e-6
+    # Upper token 0 (position 1) is not seen by music position 0, is seen by the next step,
+    # and reaches at most num_layers windows of positions ahead.
+    reach_positions = SMALL_GPT.num_layers * (window * POSITIONS_PER_STEP - 1)
+    last_step_reached = (1 + reach_positions) // POSITIONS_PER_STEP
+    assert not differs[0] and differs[1]
+    assert not torch.any(differs[last_step_reached + 1 :])
+
+
+def test_critic_values_one_per_step() -> None:
+    critic = Critic(CriticConfig(d_model=32, num_heads=2, num_layers=1))
+    values = critic(torch.randn(3, 40, 57), torch.randint(0, 512, (3, 10)), torch.randint(0, 512, (3, 10)))
+    assert values.shape == (3, 10)
+
+
+def test_sampler_is_seeded_and_respects_top_k() -> None:
+    logits = np.random.default_rng(0).normal(size=512)
+    draws = [TokenSampler(SamplingConfig(seed=5))(logits) for _ in range(3)]
+    assert draws[0] == draws[1] == draws[2]
+    sampler = TokenSampler(SamplingConfig(seed=1, top_k=3))
+    allowed = set(np.argsort(logits)[-3:])
+    assert {sampler(logits) for _ in range(200)} <= allowed
+    cold = TokenSampler(SamplingConfig(seed=2, temperature=1e-4))
+    assert {cold(logits) for _ in range(20)} == {int(np.argmax(logits))}
+    with pytest.raises(ValueError, match="temperature"):
+        SamplingConfig(temperature=0).validate()
+
+
+def test_checkpoint_round_trip_without_pickle(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    vqvae, gpt = MotionVQVAE(VQVAEConfig()), MotionGPT(GPTConfig())
+    vqvae.upper.quantiser.codebook.normal_()
+    vqvae.root_std.fill_(0.5)
+    path = tmp_path / "generator.safetensors"
+    save_checkpoint(path, {"vqvae": vqvae, "gpt": gpt}, {"vqvae": vqvae.cfg, "gpt": gpt.cfg}, dtype=torch.float16)
+    assert path.stat().st_size < 40e6  # the shipped generator in fp16
+    assert path.read_bytes()[:8] != b"\x80\x04\x95"  # not a pickle
+    loaded = DanceGenerator.load(path, device="cpu")
+    assert loaded.trained and loaded.source == str(path)
+    tokens = torch.arange(6)[None]
+    with torch.no_grad():
+        for original, restored in ((vqvae.eval(), loaded.vqvae), (gpt.eval(), loaded.gpt)):
+            if isinstance(original, MotionVQVAE):
+                a, b = original.decode(tokens, tokens)[0], restored.decode(tokens, tokens)[0]
+            else:
+                music = torch.randn(1, 24, 57)
+                a, b = original(music, tokens, tokens)[0], restored(music, tokens, tokens)[0]
+            torch.testing.assert_close(a, b, atol=0.05, rtol=0.02)  # fp16 storage
+
+
+def test_checkpoint_with_other_config_keys_is_refused(tmp_path: Path) -> None:
+    @dataclasses.dataclass
+    class Renamed:
+        width: int = 3
+
+    path = tmp_path / "bad.safetensors"
+    save_checkpoint(path, {"vqvae": torch.nn.Linear(2, 2)}, {"vqvae": Renamed(), "gpt": GPTConfig()})
+    configs, _, _ = read_checkpoint(path)
+    assert configs["vqvae"] == {"width": 3}
+    with pytest.raises(CheckpointError, match=r"VQVAEConfig does not match"):
+        DanceGenerator.load(path, device="cpu")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"junk\.safetensors"):
+        DanceGenerator.load(tmp_path / "junk.safetensors", device="cpu")

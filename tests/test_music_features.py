@@ -1,0 +1,110 @@
+"""Decoding and music features: formats, rates, beats, and the errors a user sees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend import music_features as mf
+from backend.audio import load_song
+from backend.errors import UserInputError
+
+from .conftest import EXAMPLE_SONG, write_song
+
+
+def test_constants_are_consistent() -> None:
+    assert mf.SAMPLE_RATE == mf.FPS * mf.HOP_LENGTH == 15360
+    columns = [mf.MFCC_COLUMNS, mf.MFCC_DELTA_COLUMNS, mf.CHROMA_COLUMNS, mf.BEAT_PHASE_COLUMNS]
+    widths = sum(c.stop - c.start for c in columns) + 3  # onset, rms, beat
+    assert widths == mf.FEATURE_DIM == 57
+
+
+@pytest.mark.parametrize(
+    ("name", "rate", "channels", "options"),
+    [
+        ("song.wav", 44100, 2, {}),
+        ("song.flac", 22050, 1, {}),
+        ("song.ogg", 48000, 2, {"format": "OGG", "subtype": "VORBIS"}),
+        ("song.mp3", 44100, 2, {"format": "MP3", "subtype": "MPEG_LAYER_III"}),
+    ],
+)
+def test_formats_rates_and_channels_decode_to_the_same_song(
+    tmp_path: Path, name: str, rate: int, channels: int, options: dict[str, str]
+) -> None:
+    path = write_song(tmp_path / name, duration_s=4.0, sample_rate=rate, channels=channels, **options)
+    song = load_song(path, mf.SAMPLE_RATE)
+    assert song.sample_rate == mf.SAMPLE_RATE
+    assert song.samples.ndim == 1 and song.samples.dtype == np.float32
+    # mp3 encoders pad a little; every other format keeps the exact length.
+    assert song.duration_s == pytest.approx(4.0, abs=0.06 if name.endswith(".mp3") else 1e-9)
+    assert len(song.samples) == pytest.approx(song.duration_s * mf.SAMPLE_RATE, abs=2)
+
+
+def test_metronome_beats_and_tempo(click_song: Path) -> None:
+    music = mf.song_features(click_song)
+    assert music.features.shape == (round(8.0 * mf.FPS), mf.FEATURE_DIM)
+    assert music.features.dtype == np.float32 and np.all(np.isfinite(music.features))
+    assert music.tempo_bpm == pytest.approx(120.0, rel=0.03)
+    # Beats every 0.5 s, on the clicks (first at 0.25 s): within two frames.
+    intervals = np.diff(music.beat_times)
+    assert np.median(intervals) == pytest.approx(0.5, abs=1 / mf.FPS)
+    phase_error = np.abs(((music.beat_times - 0.25) + 0.25) % 0.5 - 0.25)
+    assert np.median(phase_error) <= 2 / mf.FPS
+    beat_rows = np.flatnonzero(music.features[:, mf.BEAT_COLUMN])
+    np.testing.assert_array_equal(beat_rows, np.round(music.beat_times * mf.FPS).astype(int))
+    # Beat phase is 0 (sin 0, cos 1) on the beats.
+    np.testing.assert_allclose(music.features[beat_rows, mf.BEAT_PHASE_COLUMNS.start], 0.0, atol=1e-6)
+    np.testing.assert_allclose(music.features[beat_rows, mf.BEAT_PHASE_COLUMNS.start + 1], 1.0, atol=1e-6)
+    assert 0.0 <= music.features[:, mf.ONSET_COLUMN].min() and music.features[:, mf.ONSET_COLUMN].max() == 1.0
+    assert -1.0 <= music.features[:, mf.RMS_COLUMN].min() <= music.features[:, mf.RMS_COLUMN].max() <= 0.0
+
+
+def test_beat_phase_runs_on_past_the_beats() -> None:
+    phase = mf.beat_phase(40, np.array([10, 20]), fps=30)
+    np.testing.assert_allclose(phase[[10, 15, 20, 25, 30, 5]], [0.0, 0.5, 0.0, 0.5, 0.0, 0.5])
+    no_beats = mf.beat_phase(30, np.array([], dtype=int), fps=30)
+    np.testing.assert_allclose(no_beats[[0, 15, 7]], [0.0, 0.0, 7 / 15])  # 120 BPM = 15 frames a beat
+
+
+def test_example_song_features() -> None:
+    music = mf.song_features(EXAMPLE_SONG)
+    assert music.duration_s == pytest.approx(40.0, abs=0.01)
+    assert music.num_frames == 1200
+    assert 60 < music.tempo_bpm < 200 and len(music.beat_times) > 40
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing.ogg", "no such file"),
+        (lambda d: write_bytes(d / "empty.wav", b""), "the file is empty"),
+        (lambda d: write_bytes(d / "notes.mp3", b"these are my dance notes, not audio\n" * 20), "cannot be decoded"),
+        (lambda d: write_bytes(d / "cut.ogg", (EXAMPLE_SONG.read_bytes()[:3000])), "cannot be decoded"),
+        (lambda d: d, "is a folder"),
+    ],
+)
+def test_unusable_files_name_the_file_and_the_problem(tmp_path: Path, make, message: str) -> None:
+    path = make(tmp_path)
+    with pytest.raises(UserInputError) as caught:
+        mf.song_features(path)
+    assert str(path) in str(caught.value) and message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_silent_and_too_short_songs(tmp_path: Path) -> None:
+    import soundfile
+
+    silent = tmp_path / "silent.wav"
+    soundfile.write(str(silent), np.zeros(44100 * 3, dtype=np.float32), 44100)
+    with pytest.raises(UserInputError, match="is silent"):
+        mf.song_features(silent)
+    short = write_song(tmp_path / "short.wav", duration_s=0.4)
+    with pytest.raises(UserInputError, match="too short"):
+        mf.song_features(short)

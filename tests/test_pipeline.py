@@ -1,0 +1,93 @@
+"""The whole path, audio file to SMPL dance, in process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from backend.errors import CancelledError, UserInputError
+from backend.generator import DanceGenerator
+from backend.pipeline import generate, resample
+from backend.sampling import SamplingConfig
+from bailando_blender import skeleton as sk
+
+
+@pytest.fixture(scope="module")
+def generator() -> DanceGenerator:
+    return DanceGenerator.untrained(torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def dance(generator: DanceGenerator, click_song: Path):
+    return generate(click_song, generator, SamplingConfig(seed=3))
+
+
+def test_dance_shapes_units_and_floor(dance) -> None:
+    assert dance.fps == 30.0 and dance.num_frames == 240  # 8 s at 30 fps
+    assert dance.joint_rotations.shape == (240, 24, 4) and dance.joint_rotations.dtype == np.float32
+    assert dance.root_translation.shape == (240, 3)
+    assert np.all(np.isfinite(dance.joint_rotations)) and np.all(np.isfinite(dance.root_translation))
+    np.testing.assert_allclose(np.linalg.norm(dance.joint_rotations, axis=-1), 1.0, atol=1e-5)
+    assert np.all(np.sum(dance.joint_rotations[1:] * dance.joint_rotations[:-1], axis=-1) >= 0)  # continuous
+    positions, _ = sk.forward_kinematics(sk.quaternion_to_matrix(dance.joint_rotations), dance.root_translation)
+    lowest = positions[..., 1].min(axis=1)
+    assert np.percentile(lowest, 5) == pytest.approx(0.0, abs=1e-4)
+    assert dance.tempo_bpm == pytest.approx(120, rel=0.03) and len(dance.beat_times) >= 12
+    assert not dance.trained
+
+
+def test_same_seed_same_dance_other_seed_other_dance(generator: DanceGenerator, click_song: Path, dance) -> None:
+    again = generate(click_song, generator, SamplingConfig(seed=3))
+    np.testing.assert_array_equal(again.joint_rotations, dance.joint_rotations)
+    np.testing.assert_array_equal(again.root_translation, dance.root_translation)
+    other = generate(click_song, generator, SamplingConfig(seed=4))
+    assert np.abs(other.joint_rotations - dance.joint_rotations).max() > 0.1
+
+
+@pytest.mark.parametrize("fps", [24.0, 60.0, 29.97])
+def test_any_frame_rate(generator: DanceGenerator, click_song: Path, dance, fps: float) -> None:
+    resampled = generate(click_song, generator, SamplingConfig(seed=3), fps=fps)
+    assert resampled.num_frames == round(8.0 * fps)
+    # Frame i plays at i / fps: the pose at 1.0 s matches the 30 fps dance's frame 30.
+    frame = round(1.0 * fps)
+    if abs(frame / fps - 1.0) < 1e-9:
+        dot = np.abs(np.sum(resampled.joint_rotations[frame] * dance.joint_rotations[30], axis=-1))
+        np.testing.assert_allclose(dot, 1.0, atol=1e-5)
+
+
+def test_resample_interpolates_rotations_on_the_sphere() -> None:
+    angles = np.array([0.0, np.pi / 2])
+    rotations = sk.axis_angle_to_matrix(np.stack([np.zeros(2), angles, np.zeros(2)], 1))[:, None]
+    translation = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]])
+    middle_rotations, middle_translation = resample(rotations, translation, 1.0, 2.0, 3)
+    np.testing.assert_allclose(sk.matrix_to_axis_angle(middle_rotations[1, 0]), [0, np.pi / 4, 0], atol=1e-12)
+    np.testing.assert_allclose(middle_translation[1], [0.5, 1.0, 1.5])
+    np.testing.assert_allclose(middle_translation[2], translation[1])
+
+
+def test_progress_and_cancel(generator: DanceGenerator, click_song: Path) -> None:
+    seen: list[tuple[float, str]] = []
+    generate(click_song, generator, progress=lambda f, s: seen.append((f, s)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert seen[0][1] == "decoding" and {"features", "tokens", "rotations"} <= {s for _, s in seen}
+    calls = []
+
+    def cancel_during_tokens() -> bool:
+        calls.append(1)
+        return len(calls) > 10
+
+    with pytest.raises(CancelledError):
+        generate(click_song, generator, cancelled=cancel_during_tokens)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"fps": 0.0}, "fps"), ({"fps": float("nan")}, "fps"), ({"sampling": SamplingConfig(top_k=-1)}, "top_k")],
+)
+def test_bad_options(generator: DanceGenerator, click_song: Path, options: dict, message: str) -> None:
+    with pytest.raises(UserInputError, match=message):
+        generate(click_song, generator, **options)
