@@ -38,8 +38,6 @@ def load_song(path: str | Path, sample_rate: int) -> Song:
     Raises UserInputError (naming the file) when the file is missing, empty, not audio,
     shorter than MIN_DURATION_S or silent.
     """
-    import librosa  # heavy import (numba): only when a song is decoded
-
     path = Path(path)
     if not path.exists():
         raise UserInputError(path, "no such file")
@@ -68,5 +66,7 @@ def load_song(path: str | Path, sample_rate: int) -> Song:
     if float(np.max(np.abs(mono))) < SILENCE_PEAK:
         raise UserInputError(path, "is silent (no sound above -80 dBFS)")
     if source_rate != sample_rate:
+        import librosa  # heavy (numba): not needed to refuse a bad file
+
         mono = librosa.resample(mono, orig_sr=source_rate, target_sr=sample_rate, res_type="soxr_hq")
     return Song(path=path, samples=mono.astype(np.float32, copy=False), sample_rate=sample_rate, duration_s=duration_s)

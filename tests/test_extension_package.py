@@ -1,0 +1,68 @@
+"""The extension's package: Blender's validator accepts it, and the two worlds stay apart."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+
+BUILD = REPO / "scripts" / "build_extension.py"
+
+
+def imported_modules(folder: Path) -> dict[str, set[str]]:
+    """Top-level module names each .py file under ``folder`` imports (anywhere in the file)."""
+    found = {}
+    for path in folder.rglob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+        found[str(path.relative_to(REPO))] = names
+    return found
+
+
+def test_manifest_passes_blenders_validator() -> None:
+    pytest.importorskip("bpy")
+    result = subprocess.run([sys.executable, str(BUILD), "validate"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success" in result.stdout
+
+
+def test_built_zip_has_the_manifest_and_the_package_at_its_root(tmp_path: Path) -> None:
+    pytest.importorskip("bpy")
+    result = subprocess.run(
+        [sys.executable, str(BUILD), "build", "--output-dir", str(tmp_path)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (archive,) = tmp_path.glob("bailando_blender-*.zip")
+    names = zipfile.ZipFile(archive).namelist()
+    assert {"blender_manifest.toml", "__init__.py", "skeleton.py", "backend_client.py"} <= set(names)
+    assert not any("__pycache__" in name for name in names)
+
+
+def test_backend_and_models_never_import_bpy() -> None:
+    for folder in ("backend", "models"):
+        for path, names in imported_modules(REPO / folder).items():
+            assert "bpy" not in names and "mathutils" not in names, path
+
+
+def test_the_extension_never_imports_torch_or_the_backend() -> None:
+    for path, names in imported_modules(REPO / "bailando_blender").items():
+        assert not names & {"torch", "backend", "models", "librosa", "scipy"}, path
+
+
+def test_shared_modules_import_without_scipy_torch_or_bpy() -> None:
+    code = (
+        "import sys; import bailando_blender, bailando_blender.skeleton, bailando_blender.backend_client; "
+        "heavy = {'scipy', 'torch', 'bpy', 'librosa'} & set(sys.modules); assert not heavy, heavy"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
