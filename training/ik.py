@@ -88,6 +88,8 @@ def fit_positions(positions: np.ndarray, joint_map: JointMap, config: FitConfig 
     targets = torch.tensor(targets_np, dtype=dtype, device=device)
     weights = torch.tensor(weights_np, dtype=dtype, device=device)
     num_frames = targets.shape[0]
+    if num_frames < 2:
+        raise ValueError("fitting needs at least two frames")
 
     heading = initial_heading(targets, joints)
     cos, sin, zero, one = heading.cos(), heading.sin(), torch.zeros_like(heading), torch.ones_like(heading)
@@ -121,10 +123,9 @@ def fit_positions(positions: np.ndarray, joint_map: JointMap, config: FitConfig 
         rotations = rotation_6d_to_matrix(rotation_6d)
         fitted = forward_kinematics(rotations, translation, scaled_offsets)[:, joints]
         position_loss = ((fitted - targets).pow(2).sum(-1) * weights).sum(-1).mean()
-        smooth = (rotation_6d[1:] - rotation_6d[:-1]).pow(2).sum(-1).sum(-1).mean() if num_frames > 1 else 0.0
-        translation_smooth = (
-            (translation[2:] - 2 * translation[1:-1] + translation[:-2]).pow(2).sum(-1).mean() if num_frames > 2 else 0.0
-        )
+        smooth = (rotation_6d[1:] - rotation_6d[:-1]).pow(2).sum(-1).sum(-1).mean()
+        acceleration = translation[2:] - 2 * translation[1:-1] + translation[:-2]
+        translation_smooth = acceleration.pow(2).sum(-1).mean() if num_frames > 2 else 0.0
         rest = ((rotation_6d - identity_6d).pow(2).sum(-1) * rest_weights).sum(-1).mean()
         loss = (
             position_loss
