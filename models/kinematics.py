@@ -28,7 +28,10 @@ def matrix_to_rotation_6d(matrix: torch.Tensor) -> torch.Tensor:
 def forward_kinematics(
     joint_rotations: torch.Tensor, root_translation: torch.Tensor, offsets: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """(..., 24, 3, 3) local rotations, (..., 3) pelvis position -> (..., 24, 3) joint positions."""
+    """(..., 24, 3, 3) local rotations, (..., 3) pelvis position -> (..., 24, 3) joint positions.
+
+    ``offsets``: (24, 3) rest offsets in metres, or (..., 24, 3) per frame (a skeleton per sequence).
+    """
     if offsets is None:
         offsets = torch.as_tensor(REST_OFFSETS, dtype=joint_rotations.dtype, device=joint_rotations.device)
     global_rotations = [joint_rotations[..., 0, :, :]]
@@ -36,5 +39,6 @@ def forward_kinematics(
     for joint in range(1, NUM_JOINTS):
         parent = PARENTS[joint]
         global_rotations.append(global_rotations[parent] @ joint_rotations[..., joint, :, :])
-        positions.append(positions[parent] + (global_rotations[parent] @ offsets[joint].unsqueeze(-1)).squeeze(-1))
+        offset = offsets[..., joint, :].unsqueeze(-1)
+        positions.append(positions[parent] + (global_rotations[parent] @ offset).squeeze(-1))
     return torch.stack(positions, dim=-2)

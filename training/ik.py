@@ -60,12 +60,14 @@ class FitConfig:
 @dataclass
 class FitResult:
     """joint_rotations (T, 24, 3, 3); root_translation (T, 3) metres in the unscaled SMPL body's
-    units (the fitted pelvis path divided by ``scale``); per-joint mean error in metres."""
+    units (each segment's fitted pelvis path divided by its ``scale``); mean position errors
+    in metres per mapped joint (over all frames) and per segment."""
 
     joint_rotations: np.ndarray
     root_translation: np.ndarray
-    scale: float
+    scales: np.ndarray
     joint_error: dict[int, float]
+    segment_error: np.ndarray
     mean_error: float
 
 
@@ -78,8 +80,17 @@ def initial_heading(targets: torch.Tensor, joints: list[int]) -> torch.Tensor:
     return torch.atan2(-left[:, 2], left[:, 0])
 
 
-def fit_positions(positions: np.ndarray, joint_map: JointMap, config: FitConfig | None = None) -> FitResult:
-    """Fit SMPL to (T, M, 3) positions in metres, SMPL's frame (Y up)."""
+def fit_positions(
+    positions: np.ndarray,
+    joint_map: JointMap,
+    config: FitConfig | None = None,
+    segment_lengths: list[int] | None = None,
+) -> FitResult:
+    """Fit SMPL to (T, M, 3) positions in metres, SMPL's frame (Y up).
+
+    ``segment_lengths`` splits the frames into independent sequences fitted in one batch
+    (each with its own skeleton scale, no smoothness across their borders); default one.
+    """
     config = config or FitConfig()
     device = torch.device(config.device)
     dtype = torch.float32
@@ -88,8 +99,12 @@ def fit_positions(positions: np.ndarray, joint_map: JointMap, config: FitConfig 
     targets = torch.tensor(targets_np, dtype=dtype, device=device)
     weights = torch.tensor(weights_np, dtype=dtype, device=device)
     num_frames = targets.shape[0]
-    if num_frames < 2:
-        raise ValueError("fitting needs at least two frames")
+    lengths = segment_lengths or [num_frames]
+    if sum(lengths) != num_frames or min(lengths) < 3:
+        raise ValueError("segments must cover the frames, each at least three long")
+    segment = torch.repeat_interleave(torch.arange(len(lengths), device=device), torch.tensor(lengths, device=device))
+    same_as_next = (segment[1:] == segment[:-1]).to(dtype)
+    same_as_both = (segment[2:] == segment[:-2]).to(dtype)
 
     heading = initial_heading(targets, joints)
     cos, sin, zero, one = heading.cos(), heading.sin(), torch.zeros_like(heading), torch.ones_like(heading)
@@ -102,8 +117,8 @@ def fit_positions(positions: np.ndarray, joint_map: JointMap, config: FitConfig 
     pelvis_row = joints.index(0) if 0 in joints else None
     start = targets[:, pelvis_row] if pelvis_row is not None else targets.mean(dim=1)
     translation = start.clone().requires_grad_(True)
-    log_scale = torch.zeros((), dtype=dtype, device=device, requires_grad=True)
-    bone_log_scale = torch.zeros(NUM_JOINTS, dtype=dtype, device=device, requires_grad=True)
+    log_scale = torch.zeros(len(lengths), dtype=dtype, device=device, requires_grad=True)
+    bone_log_scale = torch.zeros(len(lengths), NUM_JOINTS, dtype=dtype, device=device, requires_grad=True)
     bone_low, bone_high = np.log(config.bone_scale_bounds[0]), np.log(config.bone_scale_bounds[1])
     offsets = torch.tensor(REST_OFFSETS, dtype=dtype, device=device)
     rest_weights = torch.full((NUM_JOINTS,), config.rest_weight, dtype=dtype, device=device)
@@ -113,8 +128,10 @@ def fit_positions(positions: np.ndarray, joint_map: JointMap, config: FitConfig 
     low, high = np.log(config.scale_bounds[0]), np.log(config.scale_bounds[1])
 
     def skeleton() -> tuple[torch.Tensor, torch.Tensor]:
+        """(S,) scales, (T, 24, 3) offsets of each frame's segment."""
         scale = log_scale.clamp(low, high).exp()
-        return scale, offsets * scale * bone_log_scale.clamp(bone_low, bone_high).exp()[:, None]
+        bones = bone_log_scale.clamp(bone_low, bone_high).exp()
+        return scale, (offsets * (scale[:, None, None] * bones[:, :, None]))[segment]
 
     optimiser = torch.optim.Adam([rotation_6d, translation, log_scale, bone_log_scale], lr=config.learning_rate)
     for iteration in range(config.iterations):
@@ -123,13 +140,13 @@ def fit_positions(positions: np.ndarray, joint_map: JointMap, config: FitConfig 
         rotations = rotation_6d_to_matrix(rotation_6d)
         fitted = forward_kinematics(rotations, translation, scaled_offsets)[:, joints]
         position_loss = ((fitted - targets).pow(2).sum(-1) * weights).sum(-1).mean()
-        smooth = (rotation_6d[1:] - rotation_6d[:-1]).pow(2).sum(-1).sum(-1).mean()
+        smooth = ((rotation_6d[1:] - rotation_6d[:-1]).pow(2).sum(-1).sum(-1) * same_as_next).mean()
         acceleration = translation[2:] - 2 * translation[1:-1] + translation[:-2]
-        translation_smooth = acceleration.pow(2).sum(-1).mean() if num_frames > 2 else 0.0
+        translation_smooth = (acceleration.pow(2).sum(-1) * same_as_both).mean()
         rest = ((rotation_6d - identity_6d).pow(2).sum(-1) * rest_weights).sum(-1).mean()
         loss = (
             position_loss
-            + config.bone_scale_weight * bone_log_scale.pow(2).sum()
+            + config.bone_scale_weight * bone_log_scale.pow(2).sum(-1).mean()
             + config.smoothness_weight * smooth
             + config.translation_smoothness_weight * translation_smooth
             + rest
@@ -140,15 +157,19 @@ def fit_positions(positions: np.ndarray, joint_map: JointMap, config: FitConfig 
             print(f"  ik {iteration:4d}: loss {loss.item():.5f} position {position_loss.item():.5f}")
 
     with torch.no_grad():
-        scale_tensor, scaled_offsets = skeleton()
-        scale = float(scale_tensor)
+        scales, scaled_offsets = skeleton()
         rotations = rotation_6d_to_matrix(rotation_6d)
         fitted = forward_kinematics(rotations, translation, scaled_offsets)[:, joints]
-        errors = (fitted - targets).norm(dim=-1).mean(dim=0).cpu().numpy()
+        frame_errors = (fitted - targets).norm(dim=-1)  # (T, K)
+        joint_errors = frame_errors.mean(dim=0).cpu().numpy()
+        segment_errors = torch.zeros(len(lengths), device=device).index_add_(0, segment, frame_errors.mean(dim=1))
+        segment_errors = (segment_errors / torch.tensor(lengths, device=device)).cpu().numpy()
+        root = translation / scales[segment][:, None]
     return FitResult(
         joint_rotations=rotations.cpu().numpy().astype(np.float64),
-        root_translation=translation.detach().cpu().numpy().astype(np.float64) / scale,
-        scale=scale,
-        joint_error={joint: float(error) for joint, error in zip(joints, errors, strict=True)},
-        mean_error=float(errors.mean()),
+        root_translation=root.cpu().numpy().astype(np.float64),
+        scales=scales.cpu().numpy(),
+        joint_error={joint: float(error) for joint, error in zip(joints, joint_errors, strict=True)},
+        segment_error=segment_errors,
+        mean_error=float(frame_errors.mean()),
     )

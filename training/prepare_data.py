@@ -1,0 +1,199 @@
+"""Training data in two steps, so that each runs where it is cheap.
+
+python -m training.prepare_data collect --tang DIR --music DIR --out data/inputs.npz
+    (CPU, librosa) Tang markers at 30 fps in metres + the aligned music features of
+    each dance, and the features of music-only songs for the beat reward. fp16, compact
+    enough to carry to a GPU machine.
+python -m training.prepare_data fit --inputs data/inputs.npz --out data/dataset.npz
+    (GPU when present) SMPL rotations fitted to the markers, encoded as the VQ-VAE's
+    upper/lower streams, plus a left-right mirrored copy of every dance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from backend.motion_representation import encode_motion
+from backend.music_features import FEATURE_DIM, FPS
+
+# Songs never to train on (the shared music's README: evaluation and edge cases), and the
+# bundled example, kept unseen so the demo shows a song the model never heard.
+EXCLUDED_SONGS = (
+    "happy_lofi_day.ogg",
+    "Kevin_MacLeod_-_Vibe_Ace.ogg",
+    "waking_the_devil.ogg",
+    "glacier-bay-humpback.ogg",
+    "198-209-0000.ogg",
+    "sorohanro_-_solo-trumpet-06.ogg",
+    "florist.ogg",
+)
+
+# SMPL's left/right joint pairs, for mirroring.
+MIRROR_PAIRS = ((1, 2), (4, 5), (7, 8), (10, 11), (13, 14), (16, 17), (18, 19), (20, 21), (22, 23))
+MIRROR_JOINTS = np.arange(24)
+for _left, _right in MIRROR_PAIRS:
+    MIRROR_JOINTS[_left], MIRROR_JOINTS[_right] = _right, _left
+REFLECT_X = np.diag([-1.0, 1.0, 1.0])  # SMPL's left-right axis is X
+
+
+def mirror_motion(joint_rotations: np.ndarray, root_translation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 24, 3, 3), (T, 3) -> the same dance reflected left-right (left and right joints swapped)."""
+    mirrored = REFLECT_X @ joint_rotations[:, MIRROR_JOINTS] @ REFLECT_X
+    return mirrored, root_translation * [-1.0, 1.0, 1.0]
+
+
+def aligned_features(features: np.ndarray, offset_s: float, num_frames: int) -> np.ndarray:
+    """Rows of song features (at FPS) that play with motion frames 0..num_frames-1."""
+    start = round(offset_s * FPS)
+    out = np.zeros((num_frames, features.shape[1]), dtype=np.float32)
+    rows = features[start : start + num_frames]
+    out[: len(rows)] = rows
+    if len(rows) < num_frames:
+        out[len(rows) :] = rows[-1] if len(rows) else 0.0
+    return out
+
+
+def collect(tang_root: Path, music_root: Path, out: Path) -> None:
+    from backend.music_features import song_features
+
+    from . import tang2018
+
+    names, lengths, held_out, has_music, positions, features = [], [], [], [], [], []
+    for folder in tang2018.list_dances(tang_root):
+        dance = tang2018.load_dance(folder)
+        markers = tang2018.resample_positions(dance.positions, tang2018.SOURCE_FPS, FPS)
+        if dance.audio is not None:
+            music = aligned_features(song_features(dance.audio).features, dance.audio_offset_s, len(markers))
+        else:
+            music = np.zeros((len(markers), FEATURE_DIM), dtype=np.float32)
+        names.append(dance.name)
+        lengths.append(len(markers))
+        held_out.append(dance.name in tang2018.HELD_OUT)
+        has_music.append(dance.audio is not None)
+        positions.append(markers)
+        features.append(music)
+        print(f"{dance.name}: {len(markers)} frames, music {'yes' if dance.audio else 'no'}", flush=True)
+
+    music_names, music_lengths, music_features = [], [], []
+    motion_folders = {folder.name for folder in tang2018.list_dances(tang_root)}
+    songs = [f / "audio.ogg" for f in sorted(tang_root.glob("DANCE_*")) if f.name not in motion_folders]
+    songs += sorted(p for p in music_root.rglob("*.ogg") if p.name not in EXCLUDED_SONGS)
+    held = set(tang2018.HELD_OUT)
+    for song in songs:
+        if not song.exists() or song.parent.name in held:
+            continue
+        music = song_features(song).features
+        music_names.append(str(song.relative_to(song.parents[1])))
+        music_lengths.append(len(music))
+        music_features.append(music)
+        print(f"music only: {music_names[-1]}: {len(music)} frames", flush=True)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        out,
+        names=np.array(names),
+        lengths=np.array(lengths),
+        held_out=np.array(held_out),
+        has_music=np.array(has_music),
+        positions=np.concatenate(positions).astype(np.float16),
+        features=np.concatenate(features).astype(np.float16),
+        music_names=np.array(music_names),
+        music_lengths=np.array(music_lengths),
+        music_features=np.concatenate(music_features).astype(np.float16),
+    )
+    print(f"wrote {out}: {sum(lengths)} motion frames, {sum(music_lengths)} music-only frames")
+
+
+def fit(inputs: Path, out: Path, device: str, iterations: int, limit: int | None = None) -> None:
+    import torch
+
+    from .ik import FitConfig, fit_positions
+    from .tang2018 import TANG_JOINT_MAP
+
+    chosen = device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    data = dict(np.load(inputs))
+    bounds = np.concatenate([[0], np.cumsum(data["lengths"])])
+    # The GPT needs music: motion-only dances wait for a pose-only codebook stage.
+    chosen_dances = [i for i in range(len(data["names"]))[:limit] if data["has_music"][i]]
+    frames = [slice(bounds[i], bounds[i + 1]) for i in chosen_dances]
+    began = time.perf_counter()
+    result = fit_positions(
+        np.concatenate([data["positions"][f] for f in frames]).astype(np.float64),
+        TANG_JOINT_MAP,
+        FitConfig(device=chosen, iterations=iterations),
+        segment_lengths=[f.stop - f.start for f in frames],
+    )
+    print(f"fitted {len(frames)} dances in {time.perf_counter() - began:.1f} s on {chosen}", flush=True)
+    fitted_bounds = np.concatenate([[0], np.cumsum([f.stop - f.start for f in frames])])
+    uppers, lowers, report = [], [], {}
+    names, lengths, held_out, features, mirrored = [], [], [], [], []
+    for k, index in enumerate(chosen_dances):
+        name = str(data["names"][index])
+        rows = slice(fitted_bounds[k], fitted_bounds[k + 1])
+        report[name] = {
+            "frames": int(rows.stop - rows.start),
+            "mean_error_m": float(result.segment_error[k]),
+            "scale": float(result.scales[k]),
+        }
+        for flip in (False, True):
+            rotations, translation = result.joint_rotations[rows], result.root_translation[rows]
+            if flip:
+                rotations, translation = mirror_motion(rotations, translation)
+            upper, lower = encode_motion(rotations, translation)
+            uppers.append(upper)
+            lowers.append(lower)
+            names.append(name)
+            lengths.append(len(upper))
+            held_out.append(bool(data["held_out"][index]))
+            features.append(data["features"][frames[k]])
+            mirrored.append(flip)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        out,
+        names=np.array(names),
+        lengths=np.array(lengths),
+        held_out=np.array(held_out),
+        mirrored=np.array(mirrored),
+        upper=np.concatenate(uppers).astype(np.float16),
+        lower=np.concatenate(lowers).astype(np.float32),
+        features=np.concatenate(features).astype(np.float16),
+        music_names=data["music_names"],
+        music_lengths=data["music_lengths"],
+        music_features=data["music_features"],
+    )
+    summary = {
+        "mean_error_m": result.mean_error,
+        "joint_error_m": {str(joint): error for joint, error in result.joint_error.items()},
+        "dances": report,
+    }
+    out.with_suffix(".ik.json").write_text(json.dumps(summary, indent=1))
+    print(f"wrote {out}: {sum(lengths)} frames; IK mean error {summary['mean_error_m'] * 100:.2f} cm")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    gather = commands.add_parser("collect")
+    gather.add_argument("--tang", type=Path, required=True)
+    gather.add_argument("--music", type=Path, required=True)
+    gather.add_argument("--out", type=Path, required=True)
+    fitting = commands.add_parser("fit")
+    fitting.add_argument("--inputs", type=Path, required=True)
+    fitting.add_argument("--out", type=Path, required=True)
+    fitting.add_argument("--device", default="auto")
+    fitting.add_argument("--iterations", type=int, default=400)
+    fitting.add_argument("--limit", type=int, default=None, help="only the first N dances (a quick check)")
+    args = parser.parse_args()
+    if args.command == "collect":
+        collect(args.tang, args.music, args.out)
+    else:
+        fit(args.inputs, args.out, args.device, args.iterations, args.limit)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Stage 2: the motion GPT learns which moves follow which, given the music.
+
+    python -m training.train_gpt --data data/dataset.npz --vqvae runs/vqvae/vqvae.safetensors \
+        --out runs/gpt --minutes 8
+
+The frozen VQ-VAE turns every training dance into upper/lower tokens, once for each of
+the four frame phases of its 4-frame tokens (four times the data). Resumes from
+``<out>/train_state.pt``; keeps the weights with the lowest held-out loss in
+``<out>/gpt.safetensors``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from models.checkpoint import config_from_dict, load_network, read_checkpoint, save_checkpoint
+from models.gpt import GPTConfig, MotionGPT
+from models.vqvae import MotionVQVAE, VQVAEConfig
+
+from .common import Dataset, Logger, load_train_state, save_train_state, setup_distributed
+
+
+@dataclass
+class TrainConfig:
+    steps_per_window: int = 60  # tokens per training sequence (8 s), the attention window
+    batch: int = 128  # sequences per step, per GPU
+    learning_rate: float = 3e-4
+    weight_decay: float = 0.1
+    warmup_steps: int = 300
+    eval_every: int = 250
+    log_every: int = 50
+
+
+@dataclass
+class TokenSequence:
+    upper: np.ndarray  # (L,) int64
+    lower: np.ndarray  # (L,) int64
+    music: np.ndarray  # (4L, 57) float32
+
+
+@torch.no_grad()
+def tokenize(data: Dataset, dances: list[int], vqvae: MotionVQVAE, device: torch.device) -> list[TokenSequence]:
+    per_token = vqvae.cfg.frames_per_token
+    sequences = []
+    for dance in dances:
+        for phase in range(per_token):
+            count = (len(data.upper[dance]) - phase) // per_token
+            frames = slice(phase, phase + count * per_token)
+            upper = torch.from_numpy(data.upper[dance][frames]).to(device)[None]
+            lower = torch.from_numpy(data.lower[dance][frames]).to(device)[None]
+            up_tokens, low_tokens = vqvae.encode(upper, lower)
+            sequences.append(
+                TokenSequence(up_tokens[0].cpu().numpy(), low_tokens[0].cpu().numpy(), data.features[dance][frames])
+            )
+    return sequences
+
+
+def sample_batch(rng: np.random.Generator, sequences: list[TokenSequence], steps: int, batch: int, per_token: int):
+    lengths = np.array([len(s.upper) for s in sequences], dtype=np.float64)
+    usable = np.maximum(lengths - steps + 1, 0)
+    picks = rng.choice(len(sequences), size=batch, p=usable / usable.sum())
+    upper, lower, music = [], [], []
+    for pick in picks:
+        start = int(rng.integers(0, usable[pick]))
+        sequence = sequences[pick]
+        upper.append(sequence.upper[start : start + steps])
+        lower.append(sequence.lower[start : start + steps])
+        music.append(sequence.music[start * per_token : (start + steps) * per_token])
+    return (torch.from_numpy(np.stack(x)) for x in (music, upper, lower))
+
+
+def token_loss(model: torch.nn.Module, music: torch.Tensor, upper: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
+    upper_logits, lower_logits = model(music, upper, lower)
+    return F.cross_entropy(upper_logits.flatten(0, 1).float(), upper.flatten()) + F.cross_entropy(
+        lower_logits.flatten(0, 1).float(), lower.flatten()
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--vqvae", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--minutes", type=float, default=8.0)
+    parser.add_argument("--max-steps", type=int, default=100_000)
+    args = parser.parse_args()
+    cfg = TrainConfig()
+    env = setup_distributed()
+    torch.manual_seed(env.rank)
+    rng = np.random.default_rng(2000 + env.rank)
+    data = Dataset.load(args.data)
+
+    configs, tensors, _ = read_checkpoint(args.vqvae)
+    vqvae = MotionVQVAE(config_from_dict(VQVAEConfig, configs["vqvae"], str(args.vqvae)))
+    load_network(vqvae, tensors["vqvae"], str(args.vqvae))
+    vqvae.to(env.device).eval()
+    train = tokenize(data, data.indices(held_out=False), vqvae, env.device)
+    held = tokenize(data, data.indices(held_out=True), vqvae, env.device)
+    per_token = vqvae.cfg.frames_per_token
+
+    gpt = MotionGPT(GPTConfig(frames_per_token=per_token, context_steps=cfg.steps_per_window))
+    features = np.concatenate([s.music for s in train])
+    gpt.music_encoder.feature_mean.copy_(torch.tensor(features.mean(0)))
+    gpt.music_encoder.feature_std.copy_(torch.tensor(features.std(0) + 1e-4))
+    gpt.to(env.device)
+    decay = [p for n, p in gpt.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in gpt.named_parameters() if p.dim() < 2]
+    optimiser = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.learning_rate,
+        betas=(0.9, 0.95),
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    state_path = args.out / "train_state.pt"
+    step = load_train_state(state_path, gpt, optimiser)
+    model = DistributedDataParallel(gpt, device_ids=[env.device.index]) if env.world_size > 1 else gpt
+    logger = Logger(args.out / "log.jsonl", env.main)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if env.device.type == "cuda"
+        else torch.autocast("cpu", enabled=False)
+    )
+    eval_rng = np.random.default_rng(0)
+    held_batches = [
+        [t.to(env.device) for t in sample_batch(eval_rng, held, cfg.steps_per_window, 64, per_token)] for _ in range(4)
+    ]
+    best_path = args.out / "gpt.safetensors"
+    best = float(read_checkpoint(best_path)[2].get("held_out_loss", "inf")) if best_path.exists() else float("inf")
+    deadline = time.monotonic() + args.minutes * 60
+    while step < args.max_steps and time.monotonic() < deadline:
+        gpt.train()
+        music, upper, lower = (
+            t.to(env.device) for t in sample_batch(rng, train, cfg.steps_per_window, cfg.batch, per_token)
+        )
+        for group in optimiser.param_groups:
+            group["lr"] = cfg.learning_rate * min(1.0, (step + 1) / cfg.warmup_steps)
+        with autocast:
+            loss = token_loss(model, music, upper, lower)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(gpt.parameters(), 1.0)
+        optimiser.step()
+        step += 1
+        if step % cfg.log_every == 0:
+            logger.log(step, loss=loss.item())
+        if step % cfg.eval_every == 0 and env.main:
+            gpt.eval()
+            with torch.no_grad(), autocast:
+                held_loss = float(np.mean([token_loss(gpt, *batch).item() for batch in held_batches]))
+            logger.log(step, held_out_loss=held_loss)
+            if held_loss < best:
+                best = held_loss
+                save_checkpoint(
+                    best_path,
+                    {"gpt": gpt},
+                    {"gpt": gpt.cfg},
+                    extra={"steps": str(step), "held_out_loss": f"{held_loss:.4f}"},
+                )
+            save_train_state(state_path, step, gpt, optimiser)
+    if env.main:
+        save_train_state(state_path, step, gpt, optimiser)
+        if not best_path.exists():
+            save_checkpoint(best_path, {"gpt": gpt}, {"gpt": gpt.cfg}, extra={"steps": str(step)})
+
+
+if __name__ == "__main__":
+    main()
