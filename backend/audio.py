@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile
 
 from .errors import UserInputError
 
@@ -38,6 +37,8 @@ def load_song(path: str | Path, sample_rate: int) -> Song:
     Raises UserInputError (naming the file) when the file is missing, empty, not audio,
     shorter than MIN_DURATION_S or silent.
     """
+    import soundfile  # here, so that the constants of this package import without audio libraries
+
     path = Path(path)
     if not path.exists():
         raise UserInputError(path, "no such file")

@@ -18,6 +18,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from bailando_blender.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, REST_OFFSETS
+from models.checkpoint import current_umask
 
 from .errors import UserInputError
 from .pipeline import Dance
@@ -113,6 +114,7 @@ def save_dance(dance: Dance, path: str | Path) -> Path:
                 stream.write(json.dumps(arrays).encode())
             else:
                 stream.write(bvh_text(dance).encode())
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes files private
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

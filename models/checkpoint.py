@@ -28,6 +28,13 @@ class CheckpointError(Exception):
     """A checkpoint file that cannot be used; the message names the file."""
 
 
+def current_umask() -> int:
+    """The process's file-creation mask (reading it means setting it, so set it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def config_from_dict(config_type: type[ConfigT], values: dict[str, Any], source: str) -> ConfigT:
     fields = {field.name for field in dataclasses.fields(config_type)}  # type: ignore[arg-type]
     unknown, missing = set(values) - fields, fields - set(values)
@@ -62,6 +69,7 @@ def save_checkpoint(
     os.close(handle)
     try:
         save_file(tensors, temporary, metadata=metadata)
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes files private
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

@@ -1,0 +1,95 @@
+"""Dance quality measures on joint positions (pure numpy).
+
+Positions are (T, 24, 3) metres in SMPL's frame (Y up, floor at y = 0) at ``fps``.
+Definitions follow the field's (see the README's metric section): BAS as Bailando's released
+evaluation code computes it, the rest as plain physical quantities.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from bailando_blender.skeleton import FOOT_JOINTS
+
+BAS_FPS = 60.0  # Bailando measured beat alignment at 60 fps
+BAS_SMOOTHING_FRAMES = 5.0  # Gaussian sigma on the kinetic velocity, frames at BAS_FPS
+BAS_SIGMA_FRAMES = 3.0  # tolerance of a beat hit, frames at BAS_FPS (50 ms)
+FOOT_CONTACT_HEIGHT_M = 0.05  # a foot joint this close to the floor is in contact
+FROZEN_SPEED_M_S = 0.1  # mean joint speed under which the body counts as frozen
+EVALUATION_FPS = 30.0  # speeds, jerk and skating are measured at this rate
+
+
+def resample_positions(positions: np.ndarray, fps: float, target_fps: float) -> np.ndarray:
+    """(T, J, 3) at fps -> linearly interpolated frames at target_fps over the same span."""
+    times = np.arange(positions.shape[0]) / fps
+    count = int(np.floor(times[-1] * target_fps)) + 1
+    new_times = np.arange(count) / target_fps
+    flat = positions.reshape(positions.shape[0], -1)
+    out = np.stack([np.interp(new_times, times, flat[:, i]) for i in range(flat.shape[1])], axis=1)
+    return out.reshape(count, *positions.shape[1:])
+
+
+def motion_beats(positions: np.ndarray, fps: float) -> np.ndarray:
+    """Frame indices (at BAS_FPS) of the local minima of the smoothed kinetic velocity."""
+    at_bas_rate = resample_positions(positions, fps, BAS_FPS)
+    velocity = np.linalg.norm(np.diff(at_bas_rate, axis=0), axis=-1).mean(axis=1)
+    smooth = gaussian_filter1d(velocity, BAS_SMOOTHING_FRAMES)
+    return np.flatnonzero((smooth[1:-1] < smooth[:-2]) & (smooth[1:-1] < smooth[2:])) + 1
+
+
+def beat_alignment_score(positions: np.ndarray, fps: float, beat_times: np.ndarray) -> float:
+    """Mean over music beats of exp(-d^2 / (2 sigma^2)), d the distance to the nearest motion beat."""
+    beats = np.asarray(beat_times) * BAS_FPS
+    duration_frames = (positions.shape[0] - 1) / fps * BAS_FPS
+    beats = beats[beats <= duration_frames]
+    kinetic = motion_beats(positions, fps)
+    if beats.size == 0 or kinetic.size == 0:
+        return 0.0
+    distance = np.abs(beats[:, None] - kinetic[None, :]).min(axis=1)
+    return float(np.mean(np.exp(-(distance**2) / (2 * BAS_SIGMA_FRAMES**2))))
+
+
+def joint_speeds(positions: np.ndarray, fps: float) -> np.ndarray:
+    """(T-1,) mean joint speed per frame, m/s, at EVALUATION_FPS."""
+    resampled = resample_positions(positions, fps, EVALUATION_FPS)
+    return np.linalg.norm(np.diff(resampled, axis=0), axis=-1).mean(axis=1) * EVALUATION_FPS
+
+
+def mean_jerk(positions: np.ndarray, fps: float) -> float:
+    """Mean norm of the third time derivative of joint positions, m/s^3, at EVALUATION_FPS."""
+    resampled = resample_positions(positions, fps, EVALUATION_FPS)
+    return float(np.linalg.norm(np.diff(resampled, n=3, axis=0), axis=-1).mean() * EVALUATION_FPS**3)
+
+
+def foot_skating(positions: np.ndarray, fps: float) -> float:
+    """Mean horizontal speed (m/s) of the lowest foot joint while within FOOT_CONTACT_HEIGHT_M of the floor."""
+    resampled = resample_positions(positions, fps, EVALUATION_FPS)
+    feet = resampled[:, list(FOOT_JOINTS)]
+    lowest = feet[..., 1].argmin(axis=1)
+    rows = np.arange(len(feet))
+    horizontal = np.diff(feet[..., [0, 2]], axis=0)
+    speed = np.linalg.norm(horizontal[rows[:-1], lowest[:-1]], axis=-1) * EVALUATION_FPS
+    contact = feet[rows[:-1], lowest[:-1], 1] < FOOT_CONTACT_HEIGHT_M
+    return float(speed[contact].mean()) if contact.any() else 0.0
+
+
+def longest_frozen_s(positions: np.ndarray, fps: float) -> float:
+    """Longest run (s) with mean joint speed under FROZEN_SPEED_M_S."""
+    frozen = joint_speeds(positions, fps) < FROZEN_SPEED_M_S
+    longest = run = 0
+    for still in frozen:
+        run = run + 1 if still else 0
+        longest = max(longest, run)
+    return longest / EVALUATION_FPS
+
+
+def summary(positions: np.ndarray, fps: float, beat_times: np.ndarray) -> dict[str, float]:
+    return {
+        "bas": beat_alignment_score(positions, fps, beat_times),
+        "joint_speed_m_s": float(joint_speeds(positions, fps).mean()),
+        "jerk_m_s3": mean_jerk(positions, fps),
+        "foot_skating_m_s": foot_skating(positions, fps),
+        "longest_frozen_s": longest_frozen_s(positions, fps),
+        "root_max_distance_m": float(np.linalg.norm(positions[:, 0, [0, 2]] - positions[0, 0, [0, 2]], axis=1).max()),
+    }
