@@ -62,11 +62,12 @@ def collect(tang_root: Path, music_root: Path, out: Path) -> None:
     from backend.music_features import song_features
 
     from . import tang2018
+    from .metrics import resample_positions
 
     names, lengths, held_out, has_music, positions, features = [], [], [], [], [], []
     for folder in tang2018.list_dances(tang_root):
         dance = tang2018.load_dance(folder)
-        markers = tang2018.resample_positions(dance.positions, tang2018.SOURCE_FPS, FPS)
+        markers = resample_positions(dance.positions, tang2018.SOURCE_FPS, FPS)
         if dance.audio is not None:
             music = aligned_features(song_features(dance.audio).features, dance.audio_offset_s, len(markers))
         else:

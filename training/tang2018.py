@@ -83,13 +83,3 @@ def load_dance(folder: Path) -> TangDance:
         audio=audio if audio.exists() else None,
         audio_offset_s=float(config.get("start_position", 0)) / SOURCE_FPS,
     )
-
-
-def resample_positions(positions: np.ndarray, source_fps: float, target_fps: float) -> np.ndarray:
-    """(T, M, 3) -> linearly interpolated frames at target_fps over the same time span."""
-    source_times = np.arange(positions.shape[0]) / source_fps
-    count = int(np.floor(source_times[-1] * target_fps)) + 1
-    target_times = np.arange(count) / target_fps
-    flat = positions.reshape(positions.shape[0], -1)
-    out = np.stack([np.interp(target_times, source_times, flat[:, i]) for i in range(flat.shape[1])], axis=1)
-    return out.reshape(count, *positions.shape[1:])
