@@ -10,15 +10,13 @@ NPZ keys (read by the Blender extension with plain numpy):
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
 from bailando_blender.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, REST_OFFSETS
-from models.checkpoint import current_umask
+from models.checkpoint import atomic_output
 
 from .errors import UserInputError
 from .pipeline import Dance
@@ -104,19 +102,12 @@ def save_dance(dance: Dance, path: str | Path) -> Path:
     """Write ``dance`` in the format named by the suffix, atomically (no half-written file)."""
     path = check_output_path(path)
     suffix = path.suffix.lower()
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            if suffix == ".npz":
-                np.savez(stream, **dance_arrays(dance))
-            elif suffix == ".json":
-                arrays = {key: value.tolist() for key, value in dance_arrays(dance).items()}
-                stream.write(json.dumps(arrays).encode())
-            else:
-                stream.write(bvh_text(dance).encode())
-        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes files private
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    with atomic_output(path) as temporary, open(temporary, "wb") as stream:
+        if suffix == ".npz":
+            np.savez(stream, **dance_arrays(dance))
+        elif suffix == ".json":
+            arrays = {key: value.tolist() for key, value in dance_arrays(dance).items()}
+            stream.write(json.dumps(arrays).encode())
+        else:
+            stream.write(bvh_text(dance).encode())
     return path

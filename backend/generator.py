@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.checkpoint import config_from_dict, load_network, read_checkpoint
+from models.checkpoint import read_checkpoint, restore_network
 from models.gpt import GPTConfig, MotionGPT
 from models.vqvae import MotionVQVAE, VQVAEConfig
 
@@ -53,10 +53,8 @@ class DanceGenerator:
             log.warning("no trained weights at %s: the networks are untrained", path)
             return cls.untrained(chosen)
         configs, tensors, _ = read_checkpoint(path)
-        vqvae = MotionVQVAE(config_from_dict(VQVAEConfig, configs["vqvae"], str(path)))
-        gpt = MotionGPT(config_from_dict(GPTConfig, configs["gpt"], str(path)))
-        load_network(vqvae, tensors["vqvae"], str(path))
-        load_network(gpt, tensors["gpt"], str(path))
+        vqvae = restore_network(configs, tensors, "vqvae", VQVAEConfig, MotionVQVAE, str(path))
+        gpt = restore_network(configs, tensors, "gpt", GPTConfig, MotionGPT, str(path))
         return cls(vqvae.to(chosen).eval(), gpt.to(chosen).eval(), chosen, True, str(path))
 
     @classmethod

@@ -7,10 +7,12 @@ Unknown or missing config keys are errors, never silently defaulted.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +35,21 @@ def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[str]:
+    """A temporary file name beside ``path``; it replaces ``path`` when the block succeeds and
+    is removed when it fails, so no reader ever sees a half-written file."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        yield temporary
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes files private
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
 
 
 def config_from_dict(config_type: type[ConfigT], values: dict[str, Any], source: str) -> ConfigT:
@@ -65,15 +82,8 @@ def save_checkpoint(
     metadata = {"format": FORMAT, "configs": json.dumps({k: dataclasses.asdict(v) for k, v in configs.items()})}
     metadata.update(extra or {})
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_output(path) as temporary:
         save_file(tensors, temporary, metadata=metadata)
-        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes files private
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def read_checkpoint(
@@ -103,3 +113,22 @@ def load_network(network: nn.Module, tensors: dict[str, torch.Tensor], source: s
             f"{source}: tensors do not match the network (missing {result.missing_keys[:3]}, "
             f"unexpected {result.unexpected_keys[:3]})"
         )
+
+
+NetworkT = TypeVar("NetworkT", bound=nn.Module)
+
+
+def restore_network(
+    configs: dict[str, dict[str, Any]],
+    tensors: dict[str, dict[str, torch.Tensor]],
+    name: str,
+    config_type: type[Any],
+    network_type: type[NetworkT],
+    source: str,
+) -> NetworkT:
+    """Build network ``name`` of a read checkpoint from its stored config, then load its tensors."""
+    if name not in configs or name not in tensors:
+        raise CheckpointError(f"{source}: has no network '{name}'")
+    network = network_type(config_from_dict(config_type, configs[name], source))
+    load_network(network, tensors[name], source)
+    return network

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoint import config_from_dict, load_network, read_checkpoint, save_checkpoint
+from models.checkpoint import read_checkpoint, restore_network, save_checkpoint
 from models.gpt import GPTConfig, MotionGPT
 from models.vqvae import MotionVQVAE, VQVAEConfig
 
@@ -28,9 +28,8 @@ def main() -> None:
         ("gpt", args.gpt, GPTConfig, MotionGPT),
     ):
         stored_configs, tensors, metadata = read_checkpoint(path)
-        configs[name] = config_from_dict(config_type, stored_configs[name], str(path))
-        networks[name] = network_type(configs[name])
-        load_network(networks[name], tensors[name], str(path))
+        networks[name] = restore_network(stored_configs, tensors, name, config_type, network_type, str(path))
+        configs[name] = networks[name].cfg
         extra.update({f"{name}_{key}": value for key, value in metadata.items() if key not in ("format", "configs")})
     save_checkpoint(args.out, networks, configs, dtype=torch.float16, extra=extra)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")

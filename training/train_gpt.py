@@ -21,7 +21,7 @@ import torch
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from models.checkpoint import config_from_dict, load_network, read_checkpoint, save_checkpoint
+from models.checkpoint import read_checkpoint, restore_network, save_checkpoint
 from models.gpt import GPTConfig, MotionGPT
 from models.vqvae import MotionVQVAE, VQVAEConfig
 
@@ -120,8 +120,7 @@ def main() -> None:
     data = Dataset.load(args.data)
 
     configs, tensors, _ = read_checkpoint(args.vqvae)
-    vqvae = MotionVQVAE(config_from_dict(VQVAEConfig, configs["vqvae"], str(args.vqvae)))
-    load_network(vqvae, tensors["vqvae"], str(args.vqvae))
+    vqvae = restore_network(configs, tensors, "vqvae", VQVAEConfig, MotionVQVAE, str(args.vqvae))
     vqvae.to(env.device).eval()
     train = tokenize(data, data.indices(held_out=False), vqvae, env.device)
     held = tokenize(data, data.indices(held_out=True), vqvae, env.device)
