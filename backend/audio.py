@@ -31,11 +31,26 @@ class Song:
     duration_s: float
 
 
-def load_song(path: str | Path, sample_rate: int) -> Song:
-    """Decode ``path`` to mono at ``sample_rate`` Hz.
+def sample_span(path: Path, total: int, rate: int, start_s: float, end_s: float | None) -> tuple[int, int]:
+    """The first sample and the sample count of [start_s, end_s) in a file of ``total`` samples."""
+    length_s = total / rate
+    if not np.isfinite(start_s) or start_s < 0:
+        raise UserInputError(path, f"the start time must be 0 s or more, got {start_s:g} s")
+    if start_s >= length_s and total > 0:
+        raise UserInputError(path, f"the start time {start_s:.2f} s is past the end of the song ({length_s:.2f} s)")
+    first = round(start_s * rate)
+    if end_s is None:
+        return first, max(0, total - first)
+    if not np.isfinite(end_s) or end_s <= start_s:
+        raise UserInputError(path, f"the end time {end_s:g} s must come after the start time {start_s:g} s")
+    return first, max(0, min(total, round(end_s * rate)) - first)
+
+
+def load_song(path: str | Path, sample_rate: int, start_s: float = 0.0, end_s: float | None = None) -> Song:
+    """Decode ``path`` to mono at ``sample_rate`` Hz; only [start_s, end_s) when given (seconds).
 
     Raises UserInputError (naming the file) when the file is missing, empty, not audio,
-    shorter than MIN_DURATION_S or silent.
+    shorter than MIN_DURATION_S or silent, or when the span is not inside the song.
     """
     import soundfile  # here, so that the constants of this package import without audio libraries
 
@@ -49,9 +64,11 @@ def load_song(path: str | Path, sample_rate: int) -> Song:
     try:
         with soundfile.SoundFile(str(path)) as audio_file:
             source_rate = audio_file.samplerate
+            first, count = sample_span(path, audio_file.frames, source_rate, start_s, end_s)
+            audio_file.seek(first)
             blocks = [
                 block.mean(axis=1, dtype=np.float32)
-                for block in audio_file.blocks(blocksize=DECODE_BLOCK, dtype="float32", always_2d=True)
+                for block in audio_file.blocks(blocksize=DECODE_BLOCK, frames=count, dtype="float32", always_2d=True)
             ]
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
         detail = str(error).split(":")[-1].strip() or "unknown format"

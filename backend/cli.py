@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--temperature", type=float, default=1.0, help="> 0; lower is calmer and more repetitive")
     gen.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest moves (0: all)")
     gen.add_argument("--fps", type=float, default=float(FPS), help=f"output frame rate (default {FPS})")
+    gen.add_argument("--start", type=float, default=0.0, help="dance from this time of the song, seconds")
+    gen.add_argument("--end", type=float, default=None, help="dance up to this time of the song, seconds")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
 
     commands.add_parser("serve", parents=[model], help="serve jobs over stdin/stdout (for the Blender add-on)")
@@ -56,7 +58,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if not 0 < args.fps <= MAX_OUTPUT_FPS:
         raise UserInputError("--fps", f"must be in (0, {MAX_OUTPUT_FPS:g}], got {args.fps:g}")
     started = time.perf_counter()
-    music = song_features(args.audio)  # a bad song fails before the networks load
+    music = song_features(args.audio, args.start, args.end)  # a bad song fails before the networks load
     generator = DanceGenerator.load(args.weights, args.device)
     dance = generate(
         music,

@@ -153,9 +153,12 @@ def compute_features(song: Song) -> MusicFeatures:
     )
 
 
-def song_features(path: str | Path) -> MusicFeatures:
-    """Decode ``path`` and compute its features (UserInputError for unusable files)."""
-    return compute_features(load_song(path, SAMPLE_RATE))
+def song_features(path: str | Path, start_s: float = 0.0, end_s: float | None = None) -> MusicFeatures:
+    """Decode ``path`` (or its [start_s, end_s) seconds) and compute its features.
+
+    Raises UserInputError for unusable files and spans.
+    """
+    return compute_features(load_song(path, SAMPLE_RATE, start_s, end_s))
 
 
 def warm_up() -> None:

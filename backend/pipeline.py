@@ -39,7 +39,7 @@ class Dance:
     joint_rotations: (T, 24, 4) unit quaternions (w, x, y, z), local to each parent, each
         frame on the same hemisphere as the last.
     root_translation: (T, 3) pelvis position, metres.
-    beat_times: (B,) music beats, seconds from the song's start.
+    beat_times: (B,) music beats, seconds from frame 0 (the start of the span danced to).
     Frame i plays at i / fps seconds of the song; T = round(duration_s * fps).
     """
 
@@ -96,8 +96,13 @@ def generate(
     fps: float = FPS,
     progress: ProgressCallback | None = None,
     cancelled: Callable[[], bool] | None = None,
+    start_s: float = 0.0,
+    end_s: float | None = None,
 ) -> Dance:
-    """Dance to a whole song (a file, or its features already computed).
+    """Dance to a song (a file, or its features already computed).
+
+    For a file, only its [start_s, end_s) seconds are danced to (the whole song by default);
+    frame 0 of the dance is then ``start_s`` into the file.
 
     Raises UserInputError for unusable audio or options, CancelledError when
     ``cancelled()`` turns true.
@@ -118,7 +123,7 @@ def generate(
             progress(start + (end - start) * fraction, stage)
 
     report("decoding", 0.0)
-    music = audio if isinstance(audio, MusicFeatures) else song_features(audio)
+    music = audio if isinstance(audio, MusicFeatures) else song_features(audio, start_s, end_s)
     report("features", 1.0)
     upper_tokens, lower_tokens = generator.tokens(
         music.features, sampling, progress=lambda f: report("tokens", f), cancelled=cancelled

@@ -5,7 +5,8 @@ pipes, so no other program can reach it (nothing listens on a port).
 
 Requests (stdin):
   {"op": "submit", "job": ID, "audio": PATH, "out": PATH.npz,
-   "seed": 0, "temperature": 1.0, "top_k": 0, "fps": 30}
+   "seed": 0, "temperature": 1.0, "top_k": 0, "fps": 30, "start_s": 0.0, "end_s": null}
+  (start_s/end_s: dance to that span of the file only, seconds; frame 0 is start_s)
   {"op": "cancel", "job": ID}
   {"op": "status"}
   {"op": "shutdown"}
@@ -110,6 +111,8 @@ class Service:
                 fps=float(request.get("fps", 30.0)),
                 progress=progress,
                 cancelled=lambda: job in self.cancelled,
+                start_s=float(request.get("start_s") or 0.0),
+                end_s=None if request.get("end_s") is None else float(request["end_s"]),
             )
             out = save_dance(dance, request["out"])
         except CancelledError:

@@ -119,7 +119,7 @@ class BackendProcess:
     # --- jobs --------------------------------------------------------------------
 
     def submit(self, audio: str, out: str, **options: Any) -> str:
-        """Queue a dance; options: seed, temperature, top_k, fps. Returns the job id."""
+        """Queue a dance; options: seed, temperature, top_k, fps, start_s, end_s. Returns the job id."""
         job = f"job-{next(self._ids)}"
         self.jobs[job] = JobState(job)
         self._send({"op": "submit", "job": job, "audio": audio, "out": out, **options})

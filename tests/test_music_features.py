@@ -15,7 +15,7 @@ from .conftest import EXAMPLE_SONG, write_song
 
 
 def test_constants_are_consistent() -> None:
-    assert mf.SAMPLE_RATE == mf.FPS * mf.HOP_LENGTH == 15360
+    assert mf.mf.SAMPLE_RATE == mf.FPS * mf.HOP_LENGTH == 15360
     columns = [mf.MFCC_COLUMNS, mf.MFCC_DELTA_COLUMNS, mf.CHROMA_COLUMNS, mf.BEAT_PHASE_COLUMNS]
     widths = sum(c.stop - c.start for c in columns) + 3  # onset, rms, beat
     assert widths == mf.FEATURE_DIM == 57
@@ -34,12 +34,12 @@ def test_formats_rates_and_channels_decode_to_the_same_song(
     tmp_path: Path, name: str, rate: int, channels: int, options: dict[str, str]
 ) -> None:
     path = write_song(tmp_path / name, duration_s=4.0, sample_rate=rate, channels=channels, **options)
-    song = load_song(path, mf.SAMPLE_RATE)
-    assert song.sample_rate == mf.SAMPLE_RATE
+    song = load_song(path, mf.mf.SAMPLE_RATE)
+    assert song.sample_rate == mf.mf.SAMPLE_RATE
     assert song.samples.ndim == 1 and song.samples.dtype == np.float32
     # mp3 encoders pad a little; every other format keeps the exact length.
     assert song.duration_s == pytest.approx(4.0, abs=0.06 if name.endswith(".mp3") else 1e-9)
-    assert len(song.samples) == pytest.approx(song.duration_s * mf.SAMPLE_RATE, abs=2)
+    assert len(song.samples) == pytest.approx(song.duration_s * mf.mf.SAMPLE_RATE, abs=2)
 
 
 def test_metronome_beats_and_tempo(click_song: Path) -> None:
@@ -108,3 +108,26 @@ def test_silent_and_too_short_songs(tmp_path: Path) -> None:
     short = write_song(tmp_path / "short.wav", duration_s=0.4)
     with pytest.raises(UserInputError, match="too short"):
         mf.song_features(short)
+
+
+def test_a_span_of_the_song_is_decoded_alone(click_song: Path) -> None:
+    whole = load_song(click_song, mf.SAMPLE_RATE)
+    span = load_song(click_song, mf.SAMPLE_RATE, start_s=2.0, end_s=5.5)
+    assert span.duration_s == pytest.approx(3.5, abs=1e-4)
+    first = round(2.0 * mf.SAMPLE_RATE)
+    edge = 2048  # the resampler's filter sees different neighbours at the span's ends
+    np.testing.assert_allclose(
+        span.samples[edge:-edge], whole.samples[first + edge : first + span.samples.size - edge], atol=1e-4
+    )
+    assert load_song(click_song, mf.SAMPLE_RATE, start_s=6.0).duration_s == pytest.approx(2.0, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("start_s", "end_s", "problem"),
+    [(9.0, None, "past the end"), (-1.0, None, "0 s or more"), (3.0, 2.0, "must come after"), (3.0, 3.5, "too short")],
+)
+def test_a_span_outside_the_song_is_refused(
+    click_song: Path, start_s: float, end_s: float | None, problem: str
+) -> None:
+    with pytest.raises(UserInputError, match=problem):
+        load_song(click_song, mf.SAMPLE_RATE, start_s=start_s, end_s=end_s)

@@ -1,0 +1,229 @@
+"""Headless generation, no UI: the same core as the panel, blocking, with a progress bar.
+
+With the ``bpy`` module (the environment the README sets up):
+
+    python -m bailando_blender.batch song.ogg --out dance.blend [--preview]
+    python -m bailando_blender.batch songs/ more.ogg --out dances/      (a .blend per song)
+
+Inside Blender, on the scene it opened (``scripts/blender_batch.py`` puts this package on
+the path):
+
+    blender -b scene.blend --python-exit-code 1 --python scripts/blender_batch.py -- --strip NAME [--out x.blend]
+
+Exit status 0 when every song danced, 2 with a one-line message per failure otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+
+from . import backend_manager, generation, preview
+from .backend_client import BackendError
+
+AUDIO_SUFFIXES = (".wav", ".ogg", ".flac", ".mp3")
+EXIT_FAILED = 2
+MAX_FPS = 240.0  # the backend's limit on output frame rates
+PREVIEW_SECONDS = 10.0  # default length of the preview video
+
+
+@dataclass
+class BatchSettings:
+    """The panel's settings (properties.DanceSettings) as plain values."""
+
+    audio_source: str = "STRIP"
+    strip_name: str = ""
+    audio_file: str = ""
+    range_mode: str = "WHOLE"
+    frame_first: int = 1
+    frame_last: int = 250
+    target: str = "NEW"
+    seed: int = 0
+    temperature: float = 1.0
+    top_k: int = 0
+    beat_markers: bool = True
+
+
+class BatchError(Exception):
+    """A bad argument (one line for the user)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bailando_blender.batch", description="Music to a dancing .blend.")
+    parser.add_argument("songs", nargs="*", type=Path, help="sound files or folders of them (none: the open scene)")
+    parser.add_argument("--out", type=Path, help="a .blend (one song), or a folder for one .blend per song")
+    parser.add_argument("--strip", default="", help="with no songs: the sound strip of the open scene to dance to")
+    parser.add_argument("--armature", default="", help="key this SMPL-named armature instead of a new dancer")
+    parser.add_argument("--fps", type=float, default=30.0, help="frame rate of new scenes (default 30)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("--no-beat-markers", action="store_true")
+    parser.add_argument("--preview", action="store_true", help="also render <out>.mp4 (Workbench, with the song)")
+    parser.add_argument("--preview-seconds", type=float, default=PREVIEW_SECONDS, help="0: the whole dance")
+    parser.add_argument("--backend-python", default="", help="Python of the backend's environment")
+    parser.add_argument("--device", choices=backend_manager.DEVICES, default="auto")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def find_songs(paths: list[Path]) -> list[Path]:
+    songs = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                raise BatchError(f"{path}: the folder has no {', '.join(AUDIO_SUFFIXES)} files")
+            songs.extend(found)
+        elif path.is_file():
+            songs.append(path)
+        else:
+            raise BatchError(f"{path}: no such file or folder")
+    return songs
+
+
+def output_paths(songs: list[Path], out: Path | None) -> list[Path]:
+    if out is None:
+        raise BatchError("--out is needed: a .blend for one song, or a folder")
+    if out.suffix.lower() == ".blend":
+        if len(songs) != 1:
+            raise BatchError(f"--out {out}: one .blend holds one song; give a folder for {len(songs)} songs")
+        targets = [out]
+    else:
+        targets = [out / f"{song.stem}.blend" for song in songs]
+    if len({target.resolve() for target in targets}) != len(targets):
+        raise BatchError("two songs have the same name; their .blend files would overwrite each other")
+    for target in targets:
+        if target.exists() and target.is_dir():
+            raise BatchError(f"{target}: is a folder")
+    return targets
+
+
+def backend_python(chosen: str) -> str:
+    if chosen:
+        return chosen
+    found = backend_manager.default_backend_python()
+    if found:
+        return found
+    # The bpy module runs in an ordinary Python: its own environment may hold the backend.
+    if not bpy.app.binary_path and importlib.util.find_spec("backend") is not None:
+        return sys.executable
+    return ""
+
+
+def progress_bar(label: str):
+    def show(fraction: float, stage: str) -> None:
+        filled = round(fraction * 30)
+        sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {fraction * 100:5.1f}% {stage:<10}")
+        sys.stderr.flush()
+
+    return show
+
+
+def dance_scene(args: argparse.Namespace, settings: BatchSettings, label: str) -> bpy.types.Object:
+    """Generate and key on the current scene (raises DanceError)."""
+    backend = backend_manager.ensure_started(
+        backend_manager.backend_command(backend_python(args.backend_python), args.device)
+    )
+    plan = generation.plan_job(bpy.context, settings)
+    rig = generation.run_blocking(bpy.context, plan, backend, None if args.quiet else progress_bar(label))
+    if not args.quiet:
+        sys.stderr.write("\n")
+    return rig
+
+
+def save(scene: bpy.types.Scene, rig: bpy.types.Object, target: Path, args: argparse.Namespace, stage: bool) -> str:
+    """Write the .blend (staged with a camera, light and floor when ``stage``) and the preview video."""
+    if stage or args.preview:
+        preview.stage_scene(scene, rig)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Write next to the target and rename, so a failure never leaves half a .blend.
+    partial = target.with_name(target.name + ".partial.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=str(partial.resolve()), copy=True)
+    os.replace(partial, target)
+    report = f"{target}: {rig.name}, frames {scene.frame_start}-{scene.frame_end} at {scene.render.fps} fps"
+    if args.preview:
+        last = scene.frame_end
+        if args.preview_seconds > 0:
+            last = min(last, scene.frame_start + round(args.preview_seconds * scene.render.fps) - 1)
+        video = preview.render_preview(scene, str(target.with_suffix(".mp4")), scene.frame_start, last)
+        report += f"; preview {video}"
+    return report
+
+
+def settings_from(args: argparse.Namespace, **overrides: object) -> BatchSettings:
+    return BatchSettings(
+        target="SELECTED" if args.armature else "NEW",
+        seed=args.seed,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        beat_markers=not args.no_beat_markers,
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+def select_armature(name: str) -> None:
+    obj = bpy.data.objects.get(name)
+    if obj is None:
+        raise BatchError(f"--armature {name}: the scene has no object of that name")
+    bpy.context.view_layer.objects.active = obj
+
+
+def run_songs(args: argparse.Namespace) -> int:
+    songs = find_songs(args.songs)
+    targets = output_paths(songs, args.out)
+    failures = 0
+    for song, target in zip(songs, targets, strict=True):
+        started = time.perf_counter()
+        bpy.ops.wm.read_homefile(use_empty=True)
+        scene = bpy.context.scene
+        scene.render.fps, scene.render.fps_base = round(args.fps), round(args.fps) / args.fps
+        scene.frame_start = 1
+        try:
+            rig = dance_scene(args, settings_from(args, audio_source="FILE", audio_file=str(song.resolve())), song.name)
+            print(f"{save(scene, rig, target, args, stage=True)} ({time.perf_counter() - started:.1f} s)")
+        except generation.DanceError as error:
+            sys.stderr.write(f"\nerror: {song}: {error}\n")
+            failures += 1
+    return EXIT_FAILED if failures else 0
+
+
+def run_open_scene(args: argparse.Namespace) -> int:
+    if args.armature:
+        select_armature(args.armature)
+    scene = bpy.context.scene
+    rig = dance_scene(args, settings_from(args, strip_name=args.strip), args.strip or "active strip")
+    target = args.out or (Path(bpy.data.filepath) if bpy.data.filepath else None)
+    if target is None:
+        raise BatchError("--out is needed: the open scene was never saved")
+    print(save(scene, rig, target, args, stage=False))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if not 0 < args.fps <= MAX_FPS:
+            raise BatchError(f"--fps must be in (0, {MAX_FPS:g}], got {args.fps:g}")
+        if args.songs and (args.strip or args.armature):
+            raise BatchError("--strip and --armature apply to the open scene; give no songs with them")
+        return run_songs(args) if args.songs else run_open_scene(args)
+    except (BatchError, generation.DanceError, BackendError, ValueError) as error:
+        sys.stderr.write(f"\nerror: {error}\n")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        return 130
+    finally:
+        backend_manager.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""One generation, from the panel's settings to keys on an armature; shared by the operator and the batch CLI.
+
+``plan_job`` reads the scene and settings (nothing changes yet), the backend writes the
+dance to a scratch NPZ, and ``apply_dance`` builds the whole new action before it touches
+the scene, so a failure at any step leaves the scene as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import bpy
+import numpy as np
+
+from . import armature as dancer_rig
+from .armature import ArmatureError
+from .backend_client import BackendError, BackendProcess
+from .keyframes import assign_action, build_action, pose_channels
+from .pose_channels import bone_rotations, root_location
+from .skeleton import JOINT_NAMES, NUM_JOINTS
+from .sound_strips import AudioError, AudioSpan, active_sound_strip, add_sound_strip, file_span, find_sound_strip
+from .sound_strips import strip_span as sound_strip_span
+
+BEAT_MARKER_PREFIX = "beat "  # our timeline markers; earlier ones in the keyed range are replaced
+FPS_TOLERANCE = 1e-6  # relative: the backend must return the scene's frame rate
+
+
+class DanceError(Exception):
+    """Generation cannot go on; the message is one line for the user."""
+
+
+@dataclass
+class JobPlan:
+    span: AudioSpan
+    target: str | None  # armature object name; None: build a new dancer
+    seed: int
+    temperature: float
+    top_k: int
+    beat_markers: bool
+    scratch_dir: str
+    out_path: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.out_path = os.path.join(self.scratch_dir, "dance.npz")
+
+    def request(self) -> dict[str, Any]:
+        """The backend job's options (see backend/service.py)."""
+        return {
+            "seed": self.seed,
+            "temperature": self.temperature,
+            "top_k": self.top_k,
+            "fps": self.span.fps,
+            "start_s": self.span.start_s,
+            "end_s": self.span.end_s,
+        }
+
+    def clean_up(self) -> None:
+        shutil.rmtree(self.scratch_dir, ignore_errors=True)
+
+
+def target_armature(context: bpy.types.Context) -> bpy.types.Object:
+    """The active object as the dance's armature (its parent armature when it is our body mesh)."""
+    obj = context.active_object
+    if obj is not None and obj.type != "ARMATURE" and obj.parent is not None and obj.parent.type == "ARMATURE":
+        obj = obj.parent
+    dancer_rig.check_smpl_armature(obj)
+    return obj
+
+
+def plan_job(context: bpy.types.Context, settings: Any) -> JobPlan:
+    """Check the settings against the scene and say what to generate; raises DanceError."""
+    scene = context.scene
+    frame_range = (settings.frame_first, settings.frame_last) if settings.range_mode == "CUSTOM" else None
+    try:
+        target = None if settings.target == "NEW" else target_armature(context).name
+    except ArmatureError as error:
+        raise DanceError(f"Dancer: {error}") from None
+    scratch_dir = tempfile.mkdtemp(prefix="bailando-")
+    try:
+        if settings.audio_source == "FILE":
+            span = file_span(scene, settings.audio_file, frame_range)
+        else:
+            if settings.strip_name:
+                strip = find_sound_strip(scene, settings.strip_name)
+            else:
+                strip = active_sound_strip(scene)
+                if strip is None:
+                    raise AudioError("no sound strip is chosen (make one active, or pick one by name)")
+            span = sound_strip_span(scene, strip, scratch_dir, frame_range)
+    except AudioError as error:
+        shutil.rmtree(scratch_dir, ignore_errors=True)
+        raise DanceError(f"Song: {error}") from None
+    return JobPlan(
+        span=span,
+        target=target,
+        seed=int(settings.seed),
+        temperature=float(settings.temperature),
+        top_k=int(settings.top_k),
+        beat_markers=bool(settings.beat_markers),
+        scratch_dir=scratch_dir,
+    )
+
+
+@dataclass(frozen=True)
+class DanceArrays:
+    """joint_rotations (T, 24, 4) w first; root_translation (T, 3) SMPL frame, metres;
+    beat_times (B,) seconds from frame 0."""
+
+    fps: float
+    joint_rotations: np.ndarray
+    root_translation: np.ndarray
+    beat_times: np.ndarray
+    trained: bool
+
+
+def read_dance(path: str, fps: float) -> DanceArrays:
+    """The backend's NPZ (keys in backend/dance_io.py), checked; raises DanceError."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = DanceArrays(
+                fps=float(data["fps"]),
+                joint_rotations=np.asarray(data["joint_rotations"], dtype=np.float64),
+                root_translation=np.asarray(data["root_translation"], dtype=np.float64),
+                beat_times=np.asarray(data["beat_times"], dtype=np.float64),
+                trained=bool(data["trained"]),
+            )
+    except (OSError, KeyError, ValueError) as error:
+        raise DanceError(f"the backend's dance file cannot be read: {error}") from None
+    frames = arrays.joint_rotations.shape[0]
+    if arrays.joint_rotations.shape != (frames, NUM_JOINTS, 4) or arrays.root_translation.shape != (frames, 3):
+        raise DanceError(f"the backend's dance has unexpected shapes {arrays.joint_rotations.shape}")
+    if frames == 0 or not (np.isfinite(arrays.joint_rotations).all() and np.isfinite(arrays.root_translation).all()):
+        raise DanceError("the backend's dance is empty or not finite")
+    if abs(arrays.fps - fps) > FPS_TOLERANCE * fps:
+        raise DanceError(f"the backend danced at {arrays.fps:g} fps, not the scene's {fps:g}")
+    return arrays
+
+
+def fit_length(values: np.ndarray, num_frames: int) -> np.ndarray:
+    """Cut to num_frames, or hold the last frame (the sound can end a frame before its strip)."""
+    if len(values) >= num_frames:
+        return values[:num_frames]
+    return np.concatenate([values, np.repeat(values[-1:], num_frames - len(values), axis=0)])
+
+
+def apply_dance(context: bpy.types.Context, plan: JobPlan, dance: DanceArrays) -> bpy.types.Object:
+    """Key the dance onto the plan's armature (built here for a new dancer) as one new action."""
+    scene = context.scene
+    span = plan.span
+    num_frames = span.num_frames if span.num_frames is not None else len(dance.joint_rotations)
+    if plan.target is None:
+        rig = None
+    else:
+        rig = bpy.data.objects.get(plan.target)
+        try:
+            dancer_rig.check_smpl_armature(rig)
+        except ArmatureError as error:
+            raise DanceError(f"Dancer: {error}") from None
+    built = rig is None
+    if built:
+        rig = dancer_rig.build_dancer(context.collection or scene.collection)
+    try:
+        rest, heads = dancer_rig.rest_rotations(rig)
+        rotations = bone_rotations(fit_length(dance.joint_rotations, num_frames), rest)
+        location = root_location(fit_length(dance.root_translation, num_frames), rest[0], heads[0])
+        name = f"Dance {span.strip or os.path.basename(span.path)} seed {plan.seed}"
+        channels = pose_channels(list(JOINT_NAMES), rotations, JOINT_NAMES[0], location)
+        action, slot = build_action(name, channels, span.first_frame)
+    except BaseException:
+        if built:
+            dancer_rig.remove_dancer(rig)
+        raise
+    # From here on nothing can fail on the dance's account: the scene changes in one go.
+    for pose_bone in rig.pose.bones:
+        if pose_bone.name in JOINT_NAMES:
+            pose_bone.rotation_mode = "QUATERNION"
+    assign_action(rig, action, slot)
+    if span.strip is None:
+        add_sound_strip(scene, span.path, span.first_frame)
+    if plan.beat_markers:
+        mark_beats(scene, dance.beat_times, span.first_frame, num_frames, span.fps)
+    scene.frame_start = min(scene.frame_start, span.first_frame)
+    scene.frame_end = max(scene.frame_end, span.first_frame + num_frames - 1)
+    return rig
+
+
+def mark_beats(scene: bpy.types.Scene, beat_times: np.ndarray, first_frame: int, num_frames: int, fps: float) -> None:
+    last_frame = first_frame + num_frames - 1
+    for marker in list(scene.timeline_markers):
+        if marker.name.startswith(BEAT_MARKER_PREFIX) and first_frame <= marker.frame <= last_frame:
+            scene.timeline_markers.remove(marker)
+    for number, time_s in enumerate(beat_times, start=1):
+        frame = first_frame + round(float(time_s) * fps)
+        if frame <= last_frame:
+            scene.timeline_markers.new(f"{BEAT_MARKER_PREFIX}{number}", frame=frame)
+
+
+def finish_job(context: bpy.types.Context, plan: JobPlan, result: dict[str, Any]) -> bpy.types.Object:
+    """Read the backend's result for ``plan`` and apply it; the scratch folder goes either way."""
+    try:
+        return apply_dance(context, plan, read_dance(str(result.get("out", plan.out_path)), plan.span.fps))
+    finally:
+        plan.clean_up()
+
+
+def run_blocking(
+    context: bpy.types.Context,
+    plan: JobPlan,
+    backend: BackendProcess,
+    progress: Callable[[float, str], None] | None = None,
+) -> bpy.types.Object:
+    """Generate and key synchronously (background mode, batch CLI). Raises DanceError."""
+    try:
+        backend.wait_ready()
+        job = backend.submit(plan.span.path, plan.out_path, **plan.request())
+        state = backend.jobs[job]
+        while not state.done:
+            backend.poll(timeout=0.1)
+            if backend.state == "failed" and not state.done:
+                state.done, state.error = True, backend.failure
+            if progress is not None:
+                progress(state.fraction, state.stage)
+    except BackendError as error:
+        plan.clean_up()
+        raise DanceError(f"Backend: {error}") from None
+    if state.error is not None or state.result is None:
+        plan.clean_up()
+        raise DanceError(state.error or "the backend gave no result")
+    return finish_job(context, plan, state.result)

@@ -1,0 +1,215 @@
+"""Operators: Generate Dance (modal in the UI, blocking in background mode), Cancel, Restart Backend."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import bpy
+
+from . import backend_manager, generation, preferences
+from .backend_client import BackendError, BackendProcess
+
+TIMER_INTERVAL_S = 0.1  # how often the modal operator polls the backend
+
+
+def job_state(context: bpy.types.Context):  # -> DanceJobState
+    return context.window_manager.bailando_job
+
+
+def start_backend(context: bpy.types.Context) -> BackendProcess:
+    """The running backend (starting it if needed); raises DanceError with the reason."""
+    try:
+        return backend_manager.ensure_started(backend_manager.backend_command(*preferences.backend_settings(context)))
+    except (ValueError, BackendError) as error:
+        raise generation.DanceError(f"Backend: {error}") from None
+
+
+def redraw_panels(context: bpy.types.Context) -> None:
+    for window in context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type in {"VIEW_3D", "PREFERENCES"}:
+                area.tag_redraw()
+
+
+class BAILANDO_OT_generate_dance(bpy.types.Operator):
+    """Generate a dance to the chosen song and key it on the dancer (Esc cancels)"""
+
+    bl_idname = "bailando.generate_dance"
+    bl_label = "Generate Dance"
+    bl_options: ClassVar[set[str]] = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if context.scene is None or not hasattr(context.scene, "bailando"):
+            return False
+        if job_state(context).running:
+            cls.poll_message_set("A dance is already being generated")
+            return False
+        if context.mode != "OBJECT":
+            cls.poll_message_set("Switch to Object Mode first")
+            return False
+        settings = context.scene.bailando
+        if settings.audio_source == "FILE" and not settings.audio_file:
+            cls.poll_message_set("Choose a sound file")
+            return False
+        if settings.target == "SELECTED":
+            obj = context.active_object
+            if obj is None or (obj.type != "ARMATURE" and (obj.parent is None or obj.parent.type != "ARMATURE")):
+                cls.poll_message_set("Select the armature to dance (or choose New SMPL Dancer)")
+                return False
+        return True
+
+    # --- blocking: background mode and scripts ------------------------------------
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        state = job_state(context)
+        state.error = ""
+        try:
+            plan = generation.plan_job(context, context.scene.bailando)
+            backend = start_backend(context)
+            rig = generation.run_blocking(context, plan, backend)
+        except generation.DanceError as error:
+            state.error = str(error)
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        state.message = f"Keyed on {rig.name}"
+        return {"FINISHED"}
+
+    # --- modal: the UI stays responsive ------------------------------------------
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        state = job_state(context)
+        state.error, state.message, state.progress, state.stage = "", "", 0.0, "starting"
+        try:
+            self.plan = generation.plan_job(context, context.scene.bailando)
+            try:
+                self.backend = start_backend(context)
+            except generation.DanceError:
+                self.plan.clean_up()
+                raise
+        except generation.DanceError as error:
+            state.error = str(error)
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        self.job: str | None = None
+        state.running, state.cancel_requested = True, False
+        self.timer = context.window_manager.event_timer_add(TIMER_INTERVAL_S, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        context.window_manager.progress_begin(0.0, 1.0)
+        redraw_panels(context)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        state = job_state(context)
+        if event.type == "ESC" and event.value == "PRESS":
+            state.cancel_requested = True
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        try:
+            return self.step(context, state)
+        except generation.DanceError as error:
+            return self.stop(context, f"{error}", failed=True)
+        except BackendError as error:
+            return self.stop(context, f"Backend: {error}", failed=True)
+
+    def step(self, context: bpy.types.Context, state) -> set[str]:
+        backend = self.backend
+        backend.poll()
+        if state.cancel_requested:
+            if self.job is not None and backend.alive() and not backend.jobs[self.job].done:
+                backend.cancel(self.job)
+            return self.stop(context, "Cancelled", failed=False, cancelled=True)
+        if self.job is None:
+            if backend.state == "starting":
+                state.stage = "starting the backend"
+                redraw_panels(context)
+                return {"PASS_THROUGH"}
+            if backend.state != "ready":
+                raise generation.DanceError(f"Backend: {backend.failure or 'not running'}")
+            self.job = backend.submit(self.plan.span.path, self.plan.out_path, **self.plan.request())
+        job = backend.jobs[self.job]
+        if backend.state == "failed" and not job.done:
+            raise generation.DanceError(f"Backend: {backend.failure}")
+        state.progress, state.stage = job.fraction, job.stage
+        context.window_manager.progress_update(job.fraction)
+        redraw_panels(context)
+        if not job.done:
+            return {"PASS_THROUGH"}
+        if job.cancelled:
+            return self.stop(context, "Cancelled", failed=False, cancelled=True)
+        if job.error is not None or job.result is None:
+            raise generation.DanceError(job.error or "the backend gave no result")
+        rig = generation.finish_job(context, self.plan, job.result)
+        return self.stop(context, f"Keyed {job.result.get('frames', '?')} frames on {rig.name}", failed=False)
+
+    def stop(self, context: bpy.types.Context, message: str, failed: bool, cancelled: bool = False) -> set[str]:
+        state = job_state(context)
+        context.window_manager.event_timer_remove(self.timer)
+        context.window_manager.progress_end()
+        self.plan.clean_up()
+        state.running, state.cancel_requested = False, False
+        state.progress, state.stage = 0.0, ""
+        if failed:
+            state.error = message
+            self.report({"ERROR"}, message)
+        else:
+            state.message = message
+            self.report({"WARNING" if cancelled else "INFO"}, message)
+        redraw_panels(context)
+        return {"CANCELLED"} if failed or cancelled else {"FINISHED"}
+
+
+class BAILANDO_OT_cancel_dance(bpy.types.Operator):
+    """Stop the dance being generated"""
+
+    bl_idname = "bailando.cancel_dance"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not job_state(context).running:
+            cls.poll_message_set("Nothing is being generated")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        job_state(context).cancel_requested = True
+        return {"FINISHED"}
+
+
+class BAILANDO_OT_restart_backend(bpy.types.Operator):
+    """Stop the backend process and start it again (after changing its preferences, or when it failed)"""
+
+    bl_idname = "bailando.restart_backend"
+    bl_label = "Restart Backend"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if job_state(context).running:
+            cls.poll_message_set("Cancel the running dance first")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        backend_manager.shutdown()
+        try:
+            start_backend(context)
+        except generation.DanceError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        redraw_panels(context)
+        return {"FINISHED"}
+
+
+CLASSES = (BAILANDO_OT_generate_dance, BAILANDO_OT_cancel_dance, BAILANDO_OT_restart_backend)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
+    backend_manager.shutdown()

@@ -1,0 +1,82 @@
+"""The "Generate Dance" panel in the 3D viewport's sidebar (N), tab "Dance"."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import backend_manager
+from .sound_strips import active_sound_strip
+
+STATE_ICONS = {
+    "stopped": "RADIOBUT_OFF",
+    "starting": "SORTTIME",
+    "ready": "CHECKMARK",
+    "busy": "PLAY",
+    "failed": "ERROR",
+}
+
+
+class VIEW3D_PT_bailando_generate(bpy.types.Panel):
+    bl_label = "Generate Dance"
+    bl_idname = "VIEW3D_PT_bailando_generate"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Dance"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        scene = context.scene
+        settings = scene.bailando
+        job = context.window_manager.bailando_job
+
+        column = layout.column(heading="Song")
+        column.row().prop(settings, "audio_source", expand=True)
+        if settings.audio_source == "FILE":
+            column.prop(settings, "audio_file")
+        else:
+            editor = scene.sequence_editor
+            if editor is not None:
+                collection = "strips_all" if hasattr(editor, "strips_all") else "sequences_all"
+                column.prop_search(settings, "strip_name", editor, collection, text="Strip", icon="SOUND")
+            if not settings.strip_name:
+                active = active_sound_strip(scene)
+                column.label(text=f"Active: {active.name}" if active else "No active sound strip", icon="INFO")
+        column.prop(settings, "range_mode")
+        if settings.range_mode == "CUSTOM":
+            row = column.row(align=True)
+            row.prop(settings, "frame_first")
+            row.prop(settings, "frame_last")
+
+        column = layout.column()
+        column.prop(settings, "target")
+        column.prop(settings, "seed")
+        column.prop(settings, "temperature")
+        column.prop(settings, "top_k")
+        column.prop(settings, "beat_markers")
+
+        if job.running:
+            layout.progress(factor=job.progress, text=f"{job.stage} {job.progress * 100:.0f}%")
+            layout.operator("bailando.cancel_dance", icon="CANCEL")
+        else:
+            layout.operator("bailando.generate_dance", icon="PLAY")
+        if job.error:
+            box = layout.box()
+            box.alert = True
+            box.label(text=job.error, icon="ERROR")
+        elif job.message:
+            layout.label(text=job.message, icon="INFO")
+
+        state, words = backend_manager.describe()
+        row = layout.row()
+        row.label(text=words, icon=STATE_ICONS[state])
+        row.operator("bailando.restart_backend", text="", icon="FILE_REFRESH")
+
+
+def register() -> None:
+    bpy.utils.register_class(VIEW3D_PT_bailando_generate)
+
+
+def unregister() -> None:
+    bpy.utils.unregister_class(VIEW3D_PT_bailando_generate)

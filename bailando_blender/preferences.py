@@ -1,0 +1,68 @@
+"""The extension's preferences: how to run the backend, on which device, and the SMPL model folder."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import EnumProperty, StringProperty
+
+from . import backend_manager
+
+DEVICE_ITEMS = [
+    ("auto", "Auto", "CUDA when the backend's torch sees an NVIDIA GPU, else the CPU"),
+    ("cuda", "CUDA", "The NVIDIA GPU (fails if the backend has no CUDA)"),
+    ("cpu", "CPU", "The processor; slower, always available"),
+]
+
+
+class BailandoPreferences(bpy.types.AddonPreferences):
+    bl_idname = __package__
+
+    backend_python: StringProperty(
+        name="Backend Python",
+        description=(
+            "Python of the environment the backend is installed in (the README's .venv). "
+            "Empty: the .venv next to this extension, if there is one"
+        ),
+        subtype="FILE_PATH",
+        default="",
+    )
+    device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")
+    smpl_model_folder: StringProperty(
+        name="SMPL Model Folder",
+        description="Optional: a folder with your licensed SMPL model files, for a skinned SMPL body",
+        subtype="DIR_PATH",
+        default="",
+    )
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.prop(self, "backend_python")
+        if not self.backend_python:
+            guess = backend_manager.default_backend_python()
+            layout.label(text=f"Using: {guess}" if guess else "No backend environment found: set its Python")
+        layout.prop(self, "device")
+        layout.prop(self, "smpl_model_folder")
+        state, words = backend_manager.describe()
+        row = layout.row()
+        row.label(text=words, icon="ERROR" if state == "failed" else "INFO")
+        row.operator("bailando.restart_backend", text="Restart Backend")
+
+
+def get(context: bpy.types.Context) -> BailandoPreferences | None:
+    addon = context.preferences.addons.get(__package__)
+    return addon.preferences if addon is not None else None
+
+
+def backend_settings(context: bpy.types.Context) -> tuple[str, str]:
+    """(backend Python, device) from the preferences, with the defaults filled in."""
+    prefs = get(context)
+    python = bpy.path.abspath(prefs.backend_python) if prefs is not None and prefs.backend_python else ""
+    return python or backend_manager.default_backend_python(), prefs.device if prefs is not None else "auto"
+
+
+def register() -> None:
+    bpy.utils.register_class(BailandoPreferences)
+
+
+def unregister() -> None:
+    bpy.utils.unregister_class(BailandoPreferences)

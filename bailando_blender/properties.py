@@ -1,0 +1,81 @@
+"""The panel's settings (saved with the scene) and the running job's state (window manager, not undone)."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+
+# Limits of the generator's variation controls (the backend checks them too).
+MAX_TEMPERATURE = 2.0  # above this the moves are noise
+MAX_TOP_K = 512  # the codebook size of the shipped VQ-VAE
+
+
+class DanceSettings(bpy.types.PropertyGroup):
+    audio_source: EnumProperty(
+        name="Song",
+        items=[
+            ("STRIP", "Sound Strip", "A sound strip of this scene's sequencer"),
+            ("FILE", "File", "A sound file; it is put on the timeline with the dance"),
+        ],
+        default="STRIP",
+    )
+    strip_name: StringProperty(
+        name="Strip", description="The sound strip to dance to (empty: the active sound strip)", default=""
+    )
+    audio_file: StringProperty(name="File", description="wav, ogg, flac or mp3", subtype="FILE_PATH", default="")
+    range_mode: EnumProperty(
+        name="Range",
+        items=[
+            ("WHOLE", "Whole Song", "Every frame where the strip plays (the whole file)"),
+            ("CUSTOM", "Frames", "Only the frames between Start and End"),
+        ],
+        default="WHOLE",
+    )
+    frame_first: IntProperty(name="Start", description="First frame to key", default=1)
+    frame_last: IntProperty(name="End", description="Last frame to key", default=250)
+    target: EnumProperty(
+        name="Dancer",
+        items=[
+            ("NEW", "New SMPL Dancer", "Build a new armature with SMPL's joints and a simple body"),
+            ("SELECTED", "Selected Armature", "The active armature, which must have SMPL's 24 joint names"),
+        ],
+        default="NEW",
+    )
+    seed: IntProperty(name="Seed", description="Same seed, same dance", default=0, min=0)
+    temperature: FloatProperty(
+        name="Temperature",
+        description="Lower: calmer, more repetitive moves; higher: more varied",
+        default=1.0,
+        min=0.05,
+        max=MAX_TEMPERATURE,
+    )
+    top_k: IntProperty(
+        name="Top K", description="Pick among the k likeliest moves only (0: all)", default=0, min=0, max=MAX_TOP_K
+    )
+    beat_markers: BoolProperty(name="Beat Markers", description="Mark the music's beats on the timeline", default=True)
+
+
+class DanceJobState(bpy.types.PropertyGroup):
+    running: BoolProperty(default=False)
+    cancel_requested: BoolProperty(default=False)
+    progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    stage: StringProperty(default="")
+    message: StringProperty(default="")
+    error: StringProperty(default="")
+
+
+CLASSES = (DanceSettings, DanceJobState)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.bailando = PointerProperty(type=DanceSettings)
+    bpy.types.WindowManager.bailando_job = PointerProperty(type=DanceJobState)
+
+
+def unregister() -> None:
+    del bpy.types.WindowManager.bailando_job
+    del bpy.types.Scene.bailando
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
