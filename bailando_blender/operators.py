@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import bpy
 
 from . import backend_manager, generation, preferences
@@ -36,7 +34,7 @@ class BAILANDO_OT_generate_dance(bpy.types.Operator):
 
     bl_idname = "bailando.generate_dance"
     bl_label = "Generate Dance"
-    bl_options: ClassVar[set[str]] = {"REGISTER", "UNDO"}
+    bl_options = {"REGISTER", "UNDO"}
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
