@@ -4,6 +4,8 @@ NPZ keys (read by the Blender extension with plain numpy):
   fps () float; joint_rotations (T, 24, 4) float32 quaternions (w, x, y, z);
   root_translation (T, 3) float32 metres; beat_times (B,) s; tempo_bpm (); duration_s ();
   seed (); trained () bool; joint_names (24,) str; parents (24,) int; rest_offsets (24, 3) m.
+  With a user's SMPL model: body_vertices (V, 3), body_faces (F, 3), body_weights (V, 24),
+  body_joints (24, 3) (see backend/smpl_body.py).
   Frame: SMPL's, Y up, the body facing +Z, the floor at y = 0.
 """
 
@@ -98,13 +100,16 @@ def check_output_path(path: str | Path) -> Path:
     return path
 
 
-def save_dance(dance: Dance, path: str | Path) -> Path:
-    """Write ``dance`` in the format named by the suffix, atomically (no half-written file)."""
+def save_dance(dance: Dance, path: str | Path, extra: dict[str, np.ndarray] | None = None) -> Path:
+    """Write ``dance`` in the format named by the suffix, atomically (no half-written file).
+
+    ``extra`` arrays (e.g. the SMPL body's) go into NPZ files only.
+    """
     path = check_output_path(path)
     suffix = path.suffix.lower()
     with atomic_output(path) as temporary, open(temporary, "wb") as stream:
         if suffix == ".npz":
-            np.savez(stream, **dance_arrays(dance))
+            np.savez(stream, **dance_arrays(dance), **(extra or {}))
         elif suffix == ".json":
             arrays = {key: value.tolist() for key, value in dance_arrays(dance).items()}
             stream.write(json.dumps(arrays).encode())

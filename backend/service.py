@@ -6,7 +6,8 @@ pipes, so no other program can reach it (nothing listens on a port).
 Requests (stdin):
   {"op": "submit", "job": ID, "audio": PATH, "out": PATH.npz,
    "seed": 0, "temperature": 1.0, "top_k": 0, "fps": 30, "start_s": 0.0, "end_s": null}
-  (start_s/end_s: dance to that span of the file only, seconds; frame 0 is start_s)
+  (start_s/end_s: dance to that span of the file only, seconds; frame 0 is start_s;
+   optional "smpl_model_folder": DIR adds the user's SMPL body mesh to the NPZ)
   {"op": "cancel", "job": ID}
   {"op": "status"}
   {"op": "shutdown"}
@@ -42,6 +43,7 @@ from .generator import DanceGenerator
 from .music_features import warm_up
 from .pipeline import generate
 from .sampling import SamplingConfig
+from .smpl_body import SmplBody, load_smpl_body
 
 PROTOCOL_VERSION = 1
 PROGRESS_INTERVAL_S = 0.1  # at most ten progress events a second per job
@@ -59,6 +61,7 @@ class Service:
         self.cancelled: set[str] = set()
         self.current: str | None = None
         self.state_lock = threading.Lock()
+        self.bodies: dict[str, SmplBody] = {}  # SMPL model folder -> its body, read once
 
     def send(self, **event: Any) -> None:
         with self.write_lock:
@@ -104,6 +107,8 @@ class Service:
                 temperature=float(request.get("temperature", 1.0)),
                 top_k=int(request.get("top_k", 0)),
             )
+            folder = request.get("smpl_model_folder")
+            extra = self.body(str(folder)).arrays() if folder else None  # a bad folder fails before the dance
             dance = generate(
                 request["audio"],
                 self.generator,
@@ -114,7 +119,7 @@ class Service:
                 start_s=float(request.get("start_s") or 0.0),
                 end_s=None if request.get("end_s") is None else float(request["end_s"]),
             )
-            out = save_dance(dance, request["out"])
+            out = save_dance(dance, request["out"], extra)
         except CancelledError:
             self.send(event="cancelled", job=job)
             return
@@ -139,6 +144,11 @@ class Service:
             duration_s=dance.duration_s,
             trained=dance.trained,
         )
+
+    def body(self, folder: str) -> SmplBody:
+        if folder not in self.bodies:
+            self.bodies[folder] = load_smpl_body(folder)
+        return self.bodies[folder]
 
     # --- reader (main thread) ----------------------------------------------------
 

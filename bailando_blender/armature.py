@@ -6,9 +6,10 @@ import bpy
 import numpy as np
 
 from .rig_layout import capsule_body, rest_layout
-from .skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS
+from .skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, points_to_blender
 
 BODY_SUFFIX = " Body"
+SKIN_WEIGHT_EPSILON = 1e-4  # SMPL's weights below this move nothing visible
 # Marks objects this extension made, so a later run can tell its dancer from the user's rigs.
 DANCER_PROPERTY = "bailando_dancer"
 
@@ -17,8 +18,11 @@ class ArmatureError(Exception):
     """The chosen armature cannot carry the dance (one line for the user)."""
 
 
-def build_dancer(collection: bpy.types.Collection, name: str = "SMPL Dancer") -> bpy.types.Object:
-    """A new armature with SMPL's 24 bones in its rest pose (feet on z = 0) and a capsule body child."""
+def build_dancer(
+    collection: bpy.types.Collection, name: str = "SMPL Dancer", body: dict[str, np.ndarray] | None = None
+) -> bpy.types.Object:
+    """A new armature with SMPL's 24 bones in its rest pose (feet on z = 0) and a body child:
+    the user's SMPL mesh when ``body`` holds it (keys as in the backend's NPZ), else capsules."""
     layout = rest_layout()
     data = bpy.data.armatures.new(name)
     data.display_type = "OCTAHEDRAL"
@@ -29,7 +33,10 @@ def build_dancer(collection: bpy.types.Collection, name: str = "SMPL Dancer") ->
     _add_bones(armature, layout.heads, layout.tails)
     for pose_bone in armature.pose.bones:
         pose_bone.rotation_mode = "QUATERNION"
-    _add_body(armature, collection, name + BODY_SUFFIX)
+    if body is None:
+        _add_body(armature, collection, name + BODY_SUFFIX)
+    else:
+        _add_smpl_body(armature, collection, name + BODY_SUFFIX, body, layout.heads[0])
     return armature
 
 
@@ -71,6 +78,36 @@ def _add_body(armature: bpy.types.Object, collection: bpy.types.Collection, name
     for joint in np.unique(body.vertex_bones):
         group = obj.vertex_groups.new(name=JOINT_NAMES[joint])
         group.add(np.flatnonzero(body.vertex_bones == joint).tolist(), 1.0, "REPLACE")
+    modifier = obj.modifiers.new("Armature", "ARMATURE")
+    modifier.object = armature
+    return obj
+
+
+def _add_smpl_body(
+    armature: bpy.types.Object,
+    collection: bpy.types.Collection,
+    name: str,
+    body: dict[str, np.ndarray],
+    pelvis_head: np.ndarray,
+) -> bpy.types.Object:
+    """The SMPL mesh, its pelvis joint on the armature's pelvis, skinned with SMPL's own weights."""
+    vertices = points_to_blender(body["body_vertices"] - body["body_joints"][0]) + pelvis_head
+    mesh = bpy.data.meshes.new(name)
+    mesh.from_pydata(vertices.tolist(), [], body["body_faces"].tolist())
+    mesh.shade_smooth()
+    mesh.update()
+    obj = bpy.data.objects.new(name, mesh)
+    obj[DANCER_PROPERTY] = True
+    collection.objects.link(obj)
+    obj.parent = armature
+    weights = body["body_weights"]
+    for joint in range(NUM_JOINTS):
+        group = obj.vertex_groups.new(name=JOINT_NAMES[joint])
+        # One call per distinct weight: Blender's API adds a list of vertices at one weight.
+        influenced = np.flatnonzero(weights[:, joint] > SKIN_WEIGHT_EPSILON)
+        values, inverse = np.unique(weights[influenced, joint], return_inverse=True)
+        for number, value in enumerate(values):
+            group.add(influenced[inverse == number].tolist(), float(value), "REPLACE")
     modifier = obj.modifiers.new("Armature", "ARMATURE")
     modifier.object = armature
     return obj

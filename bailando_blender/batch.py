@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-beat-markers", action="store_true")
     parser.add_argument("--preview", action="store_true", help="also render <out>.mp4 (Workbench, with the song)")
     parser.add_argument("--preview-seconds", type=float, default=PREVIEW_SECONDS, help="0: the whole dance")
+    parser.add_argument("--smpl-model-folder", default="", help="your SMPL model folder: a skinned SMPL body")
     parser.add_argument("--backend-python", default="", help="Python of the backend's environment")
     parser.add_argument("--device", choices=backend_manager.DEVICES, default="auto")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -132,7 +133,9 @@ def dance_scene(args: argparse.Namespace, settings: BatchSettings, label: str) -
     backend = backend_manager.ensure_started(
         backend_manager.backend_command(backend_python(args.backend_python), args.device)
     )
-    plan = generation.plan_job(bpy.context, settings)
+    plan = generation.plan_job(
+        bpy.context, settings, os.path.abspath(args.smpl_model_folder) if args.smpl_model_folder else ""
+    )
     rig = generation.run_blocking(bpy.context, plan, backend, None if args.quiet else progress_bar(label))
     if not args.quiet:
         sys.stderr.write("\n")

@@ -43,6 +43,7 @@ class JobPlan:
     top_k: int
     beat_markers: bool
     scratch_dir: str
+    smpl_model_folder: str = ""  # the user's SMPL files, for a skinned SMPL body on a new dancer
     out_path: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -50,7 +51,7 @@ class JobPlan:
 
     def request(self) -> dict[str, Any]:
         """The backend job's options (see backend/service.py)."""
-        return {
+        request = {
             "seed": self.seed,
             "temperature": self.temperature,
             "top_k": self.top_k,
@@ -58,6 +59,9 @@ class JobPlan:
             "start_s": self.span.start_s,
             "end_s": self.span.end_s,
         }
+        if self.smpl_model_folder and self.target is None:
+            request["smpl_model_folder"] = self.smpl_model_folder
+        return request
 
     def clean_up(self) -> None:
         shutil.rmtree(self.scratch_dir, ignore_errors=True)
@@ -72,7 +76,7 @@ def target_armature(context: bpy.types.Context) -> bpy.types.Object:
     return obj
 
 
-def plan_job(context: bpy.types.Context, settings: Any) -> JobPlan:
+def plan_job(context: bpy.types.Context, settings: Any, smpl_model_folder: str = "") -> JobPlan:
     """Check the settings against the scene and say what to generate; raises DanceError."""
     scene = context.scene
     frame_range = (settings.frame_first, settings.frame_last) if settings.range_mode == "CUSTOM" else None
@@ -103,6 +107,7 @@ def plan_job(context: bpy.types.Context, settings: Any) -> JobPlan:
         top_k=int(settings.top_k),
         beat_markers=bool(settings.beat_markers),
         scratch_dir=scratch_dir,
+        smpl_model_folder=smpl_model_folder,
     )
 
 
@@ -116,6 +121,10 @@ class DanceArrays:
     root_translation: np.ndarray
     beat_times: np.ndarray
     trained: bool
+    body: dict[str, np.ndarray] | None = None  # body_vertices, body_faces, body_weights, body_joints
+
+
+BODY_KEYS = ("body_vertices", "body_faces", "body_weights", "body_joints")
 
 
 def read_dance(path: str, fps: float) -> DanceArrays:
@@ -128,6 +137,7 @@ def read_dance(path: str, fps: float) -> DanceArrays:
                 root_translation=np.asarray(data["root_translation"], dtype=np.float64),
                 beat_times=np.asarray(data["beat_times"], dtype=np.float64),
                 trained=bool(data["trained"]),
+                body={key: np.asarray(data[key]) for key in BODY_KEYS} if BODY_KEYS[0] in data else None,
             )
     except (OSError, KeyError, ValueError) as error:
         raise DanceError(f"the backend's dance file cannot be read: {error}") from None
@@ -163,7 +173,7 @@ def apply_dance(context: bpy.types.Context, plan: JobPlan, dance: DanceArrays) -
             raise DanceError(f"Dancer: {error}") from None
     built = rig is None
     if built:
-        rig = dancer_rig.build_dancer(context.collection or scene.collection)
+        rig = dancer_rig.build_dancer(context.collection or scene.collection, body=dance.body)
     try:
         rest, heads = dancer_rig.rest_rotations(rig)
         rotations = bone_rotations(fit_length(dance.joint_rotations, num_frames), rest)

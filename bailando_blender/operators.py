@@ -63,7 +63,7 @@ class BAILANDO_OT_generate_dance(bpy.types.Operator):
         state = job_state(context)
         state.error = ""
         try:
-            plan = generation.plan_job(context, context.scene.bailando)
+            plan = generation.plan_job(context, context.scene.bailando, preferences.smpl_model_folder(context))
             backend = start_backend(context)
             rig = generation.run_blocking(context, plan, backend)
         except generation.DanceError as error:
@@ -79,7 +79,7 @@ class BAILANDO_OT_generate_dance(bpy.types.Operator):
         state = job_state(context)
         state.error, state.message, state.progress, state.stage = "", "", 0.0, "starting"
         try:
-            self.plan = generation.plan_job(context, context.scene.bailando)
+            self.plan = generation.plan_job(context, context.scene.bailando, preferences.smpl_model_folder(context))
             try:
                 self.backend = start_backend(context)
             except generation.DanceError:

@@ -16,22 +16,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .skeleton import (
-    BLENDER_TO_SMPL,
-    SMPL_TO_BLENDER,
-    make_quaternions_continuous,
-    matrix_to_quaternion,
-    quaternion_to_matrix,
-)
+from .skeleton import BLENDER_TO_SMPL, SMPL_TO_BLENDER, matrix_to_quaternion, quaternion_multiply
 
 
 def bone_rotations(joint_rotations: np.ndarray, rest_rotations: np.ndarray) -> np.ndarray:
     """(T, J, 4) SMPL local quaternions (w first) + (J, 3, 3) bone rest rotations in armature space
-    -> (T, J, 4) ``rotation_quaternion`` channels (w first), continuous in time."""
-    to_bone = BLENDER_TO_SMPL @ rest_rotations  # (J, 3, 3): Cᵀ R
-    local = quaternion_to_matrix(joint_rotations)
-    channels = np.swapaxes(to_bone, -1, -2) @ local @ to_bone
-    return make_quaternions_continuous(matrix_to_quaternion(channels))
+    -> (T, J, 4) ``rotation_quaternion`` channels (w first).
+
+    Conjugating by a fixed rotation is an orthogonal map of quaternions, so channels stay
+    on the same hemisphere frame to frame exactly when the input does (the backend's do).
+    """
+    to_bone = matrix_to_quaternion(BLENDER_TO_SMPL @ rest_rotations)  # (J, 4): Cᵀ R
+    inverse = to_bone * np.array([1.0, -1.0, -1.0, -1.0])
+    return quaternion_multiply(quaternion_multiply(inverse, joint_rotations), to_bone)
 
 
 def root_location(root_translation: np.ndarray, rest_rotation: np.ndarray, rest_head: np.ndarray) -> np.ndarray:

@@ -29,7 +29,10 @@ class BailandoPreferences(bpy.types.AddonPreferences):
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")
     smpl_model_folder: StringProperty(
         name="SMPL Model Folder",
-        description="Optional: a folder with your licensed SMPL model files, for a skinned SMPL body",
+        description=(
+            "Optional: the folder of your licensed SMPL model (SMPL_NEUTRAL.pkl or .npz, there or in smpl/). "
+            "New dancers then get the skinned SMPL mesh instead of capsules"
+        ),
         subtype="DIR_PATH",
         default="",
     )
@@ -51,6 +54,11 @@ class BailandoPreferences(bpy.types.AddonPreferences):
 def get(context: bpy.types.Context) -> BailandoPreferences | None:
     addon = context.preferences.addons.get(__package__)
     return addon.preferences if addon is not None else None
+
+
+def smpl_model_folder(context: bpy.types.Context) -> str:
+    prefs = get(context)
+    return bpy.path.abspath(prefs.smpl_model_folder) if prefs is not None and prefs.smpl_model_folder else ""
 
 
 def backend_settings(context: bpy.types.Context) -> tuple[str, str]:

@@ -107,6 +107,21 @@ REST_PELVIS_HEIGHT = float(-rest_positions()[:, 1].min())
 # --- rotation conversions ---------------------------------------------------------
 
 
+def quaternion_multiply(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """(..., 4) Hamilton products ``left ⊗ right`` (w first): the rotation ``right`` then ``left``."""
+    w1, x1, y1, z1 = np.moveaxis(np.asarray(left, dtype=np.float64), -1, 0)
+    w2, x2, y2, z2 = np.moveaxis(np.asarray(right, dtype=np.float64), -1, 0)
+    return np.stack(
+        [
+            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
+            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
+        ],
+        axis=-1,
+    )
+
+
 def quaternion_to_matrix(quaternion: np.ndarray) -> np.ndarray:
     """(..., 4) quaternions (w, x, y, z), any norm > 0 -> (..., 3, 3) rotation matrices."""
     q = np.asarray(quaternion, dtype=np.float64)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pickle
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
+
+from bailando_blender.skeleton import PARENTS, rest_positions
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_SONG = REPO / "examples" / "florist_excerpt.ogg"
@@ -36,6 +39,33 @@ def write_song(
 ) -> Path:
     soundfile.write(str(path), click_track(duration_s, bpm, sample_rate, channels), sample_rate, **format_options)
     return path
+
+
+def write_synthetic_smpl_model(folder: Path) -> Path:
+    """An SMPL model file of the real layout whose first 24 vertices sit on the joints.
+
+    Each of those vertices is skinned rigidly to its joint, the other 6866 to the pelvis,
+    and the joint regressor picks the first 24: posed vertices 0-23 are then the posed joints.
+    """
+    num_vertices = 6890  # SMPL's mesh size; smplx's extra landmarks index into it
+    template = np.tile(rest_positions()[0], (num_vertices, 1))
+    template[:24] = rest_positions()
+    weights = np.zeros((num_vertices, 24))
+    weights[np.arange(num_vertices), np.minimum(np.arange(num_vertices), 24) % 24] = 1.0
+    regressor = np.zeros((24, num_vertices))
+    regressor[:, :24] = np.eye(24)
+    model = {
+        "v_template": template,
+        "shapedirs": np.zeros((num_vertices, 3, 10)),
+        "posedirs": np.zeros((num_vertices, 3, 207)),
+        "J_regressor": regressor,
+        "weights": weights,
+        "kintree_table": np.array([[4294967295, *PARENTS[1:]], list(range(24))], dtype=np.int64),
+        "f": np.array([[0, 1, 2], [0, 2, 3]], dtype=np.int64),
+    }
+    with open(folder / "SMPL_NEUTRAL.pkl", "wb") as stream:
+        pickle.dump(model, stream)
+    return folder / "SMPL_NEUTRAL.pkl"
 
 
 @pytest.fixture(scope="session")

@@ -94,7 +94,7 @@ def world_joint_positions(rig: bpy.types.Object, scene: bpy.types.Scene, frame: 
     scene.frame_set(frame)
     bpy.context.view_layer.update()
     world = np.array(rig.matrix_world)
-    heads = np.array([list(rig.pose.bones[name].head) + [1.0] for name in JOINT_NAMES])
+    heads = np.array([[*rig.pose.bones[name].head, 1.0] for name in JOINT_NAMES])
     return (heads @ world.T)[:, :3]
 
 
@@ -165,7 +165,7 @@ def test_any_bone_roll_and_object_transform_get_the_same_joint_positions(scene: 
     rng = np.random.default_rng(3)
     frames = 6
     rotations = axis_angle_to_quaternion(rng.normal(0.0, 0.5, (frames, NUM_JOINTS, 3)))
-    translation = rng.normal(0.0, 0.3, (frames, 3)) + [0.0, 0.9, 0.0]
+    translation = rng.normal(0.0, 0.3, (frames, 3)) + np.array([0.0, 0.9, 0.0])
     dance = generation.DanceArrays(30.0, rotations, translation, np.array([0.1]), trained=False)
     scratch = generation.tempfile.mkdtemp()
     plan = generation.JobPlan(
@@ -358,3 +358,27 @@ def test_the_built_zip_installs_and_enables_in_blender(tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode == 0 and "enabled" in result.stdout, result.stdout + result.stderr
+
+
+def test_a_users_smpl_model_gives_a_skinned_smpl_body(song: Path, tmp_path: Path) -> None:
+    from .conftest import write_synthetic_smpl_model
+
+    (tmp_path / "smpl").mkdir()
+    write_synthetic_smpl_model(tmp_path / "smpl")
+    out = tmp_path / "dance.blend"
+    result = run_batch(str(song), "--out", str(out), "--smpl-model-folder", str(tmp_path / "smpl"))
+    assert result.returncode == 0, result.stderr
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    scene, rig = bpy.context.scene, dancer()
+    (body,) = rig.children
+    assert len(body.data.vertices) == 6890 and len(body.vertex_groups) == NUM_JOINTS
+    # The synthetic model's first 24 vertices sit on the joints, each skinned to its own:
+    # posed, they must land on the posed joints.
+    for frame in (1, 40):
+        joints = world_joint_positions(rig, scene, frame)
+        evaluated = body.evaluated_get(bpy.context.evaluated_depsgraph_get())
+        mesh = evaluated.to_mesh()
+        world = np.array(body.matrix_world)
+        posed = np.array([[*mesh.vertices[index].co, 1.0] for index in range(NUM_JOINTS)]) @ world.T
+        evaluated.to_mesh_clear()
+        np.testing.assert_allclose(posed[:, :3], joints, atol=1e-4)

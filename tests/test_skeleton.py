@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pytest
 import torch
@@ -11,6 +9,8 @@ from scipy.spatial.transform import Rotation
 
 from bailando_blender import skeleton as sk
 from models import kinematics
+
+from .conftest import write_synthetic_smpl_model
 
 
 @pytest.fixture
@@ -105,32 +105,6 @@ def test_forward_kinematics_batched_numpy_equals_torch() -> None:
     np.testing.assert_allclose(lengths, np.broadcast_to(np.linalg.norm(sk.REST_OFFSETS[1:], axis=-1), lengths.shape))
 
 
-def write_synthetic_smpl_model(folder) -> None:
-    """An SMPL model file of the real layout whose first 24 vertices sit on the joints.
-
-    Each of those vertices is skinned rigidly to its joint, the other 6866 to the pelvis,
-    and the joint regressor picks the first 24: posed vertices 0-23 are then the posed joints.
-    """
-    num_vertices = 6890  # SMPL's mesh size; smplx's extra landmarks index into it
-    template = np.tile(sk.rest_positions()[0], (num_vertices, 1))
-    template[:24] = sk.rest_positions()
-    weights = np.zeros((num_vertices, 24))
-    weights[np.arange(num_vertices), np.minimum(np.arange(num_vertices), 24) % 24] = 1.0
-    regressor = np.zeros((24, num_vertices))
-    regressor[:, :24] = np.eye(24)
-    model = {
-        "v_template": template,
-        "shapedirs": np.zeros((num_vertices, 3, 10)),
-        "posedirs": np.zeros((num_vertices, 3, 207)),
-        "J_regressor": regressor,
-        "weights": weights,
-        "kintree_table": np.array([[4294967295, *sk.PARENTS[1:]], list(range(24))], dtype=np.int64),
-        "f": np.array([[0, 1, 2], [0, 2, 3]], dtype=np.int64),
-    }
-    with open(folder / "SMPL_NEUTRAL.pkl", "wb") as stream:
-        pickle.dump(model, stream)
-
-
 def test_forward_kinematics_matches_smplx_on_a_synthetic_model(tmp_path) -> None:
     smplx = pytest.importorskip("smplx")
     (tmp_path / "smpl").mkdir()
@@ -174,3 +148,10 @@ def test_quaternion_continuity() -> None:
     continuous = sk.make_quaternions_continuous(quaternions)
     assert np.all(np.sum(continuous[1:] * continuous[:-1], axis=-1) > 0)
     np.testing.assert_allclose(sk.quaternion_to_matrix(continuous), sk.quaternion_to_matrix(quaternions), atol=1e-12)
+
+
+def test_quaternion_product_composes_rotations_like_scipy() -> None:
+    left, right = Rotation.random(50, random_state=1), Rotation.random(50, random_state=2)
+    product = sk.quaternion_multiply(left.as_quat(scalar_first=True), right.as_quat(scalar_first=True))
+    expected = (left * right).as_matrix()
+    np.testing.assert_allclose(sk.quaternion_to_matrix(product), expected, atol=1e-12)
