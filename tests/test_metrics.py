@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 from bailando_blender import skeleton as sk
-from training import metrics
+from training import dance_features, metrics
 
 
 def standing(num_frames: int) -> np.ndarray:
@@ -64,3 +65,98 @@ def test_jerk_of_a_cubic_path() -> None:
     moving[..., 2] += (2.0 * t**3)[:, None]  # third derivative 12 m/s^3 everywhere
     assert metrics.mean_jerk(moving, 30.0) == pytest.approx(12.0, rel=1e-6)
     assert metrics.mean_jerk(metrics.resample_positions(moving, 30.0, 60.0), 60.0) == pytest.approx(12.0, rel=1e-3)
+
+
+# --- PFC, penetration, joint limits -------------------------------------------------
+
+
+def test_pfc_is_zero_when_the_feet_are_planted_and_high_when_the_body_slides() -> None:
+    frames = 90
+    still = standing(frames)
+    assert metrics.physical_foot_contact(still, 30.0) == 0.0
+    # The whole body accelerates sideways: both feet slide while the root accelerates.
+    t = np.arange(frames) / 30.0
+    sliding = still + (0.5 * t**2)[:, None, None] * np.array([1.0, 0.0, 0.0])
+    assert metrics.physical_foot_contact(sliding, 30.0) > 1.0
+    # The root bobs up and down but the feet never move: no penalty.
+    bobbing = still.copy()
+    bobbing[:, [0, 3, 6, 9, 12, 15]] += (0.05 * np.sin(2 * np.pi * t))[:, None, None] * np.array([0.0, 1.0, 0.0])
+    assert metrics.physical_foot_contact(bobbing, 30.0) == 0.0
+
+
+def test_ground_penetration_measures_how_deep_the_lowest_joint_goes() -> None:
+    body = standing(10)
+    body[..., 1] -= body[..., 1].min()
+    body[5, :, 1] -= 0.1
+    deepest, mean = metrics.ground_penetration(body)
+    assert deepest == pytest.approx(0.1) and mean == pytest.approx(0.01)
+
+
+def test_a_knee_bent_backwards_is_a_joint_limit_violation() -> None:
+    frames = 10
+    rotations = np.tile(np.eye(3), (frames, 24, 1, 1))
+    assert metrics.joint_limit_violations(rotations) == 0.0
+    rotations[:3, 4] = Rotation.from_euler("x", 60, degrees=True).as_matrix()  # a normal knee bend
+    rotations[:3, 19] = Rotation.from_euler("y", 70, degrees=True).as_matrix()  # right forearm forward
+    angles = metrics.hinge_flexion_deg(rotations)
+    assert angles["left_knee"][0] == pytest.approx(60) and angles["right_elbow"][0] == pytest.approx(70)
+    assert metrics.joint_limit_violations(rotations) == 0.0
+    rotations[5:7, 5] = Rotation.from_euler("x", -30, degrees=True).as_matrix()  # right knee backwards
+    assert metrics.joint_limit_violations(rotations) == pytest.approx(0.2)
+
+
+# --- FID and diversity features ------------------------------------------------------
+
+
+def test_kinetic_features_of_a_uniform_glide() -> None:
+    frames, speed = 120, 1.5  # m/s along x, at 60 fps
+    body = standing(frames) + (np.arange(frames) / 60.0 * speed)[:, None, None] * np.array([1.0, 0.0, 0.0])
+    features = dance_features.kinetic_features(dance_features.prepare(body, 60.0), published_quirk=False)
+    per_joint = features.reshape(24, 3)
+    np.testing.assert_allclose(per_joint[:, 0], speed**2, rtol=1e-9)  # horizontal kinetic energy
+    np.testing.assert_allclose(per_joint[:, 1], 0.0, atol=1e-9)  # vertical
+    np.testing.assert_allclose(per_joint[:, 2], 0.0, atol=1e-6)  # no acceleration
+    # The published features carry the reference's slip: position magnitude leaks into "acceleration".
+    quirky = dance_features.kinetic_features(dance_features.prepare(body, 60.0)).reshape(24, 3)
+    assert (quirky[:, 2] > 1.0).all()
+
+
+def test_geometric_features_see_a_fast_root_and_a_standing_trunk() -> None:
+    frames = 60
+    still = dance_features.prepare(standing(frames), 60.0)
+    features = dance_features.geometric_features(still)
+    assert features.shape == (32,) and ((features == 0) | (features == 1)).all()
+    assert features[31] == 0.0  # root not fast
+    assert features[28] == 0.0  # the trunk is not lying (neck-to-root at 70-110 degrees from up)
+    running = still + (np.arange(frames) / 60.0 * 5.0)[:, None, None] * np.array([0.0, 0.0, 1.0])
+    assert dance_features.geometric_features(running)[31] == 1.0
+
+
+def test_frechet_distance_of_gaussians_with_known_answer() -> None:
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(4000, 3))
+    assert dance_features.frechet_distance(real, real) == pytest.approx(0.0, abs=1e-6)
+    shifted = real * 2.0 + np.array([1.0, 0.0, 0.0])
+    # |mu1 - mu2|^2 + sum(s1 + s2 - 2 sqrt(s1 s2)) with s1 = 1, s2 = 4 per dimension: 1 + 3 * 1.
+    assert dance_features.frechet_distance(real, shifted) == pytest.approx(4.0, rel=0.05)
+
+
+def test_diversity_is_the_mean_pairwise_distance() -> None:
+    assert dance_features.diversity(np.array([[0.0, 0.0], [3.0, 4.0]])) == pytest.approx(5.0)
+    assert dance_features.diversity(np.zeros((5, 2))) == 0.0
+
+
+def test_distribution_scores_prefer_the_real_distribution() -> None:
+    rng = np.random.default_rng(1)
+    base = standing(90)
+
+    def wobble(amplitude: float) -> np.ndarray:
+        t = np.arange(90)[:, None, None] / 30.0
+        return base + amplitude * np.sin(2 * np.pi * rng.uniform(0.5, 2.0, (1, 24, 3)) * t)
+
+    real = [wobble(0.1) for _ in range(12)]
+    similar = [wobble(0.1) for _ in range(12)]
+    different = [wobble(0.4) for _ in range(12)]
+    near, far = (dance_features.distribution_scores(real, group, 30.0) for group in (similar, different))
+    assert near["fid_k"] < far["fid_k"] and near["fid_g"] <= far["fid_g"]
+    assert near["div_k"] < far["div_k"]

@@ -18,6 +18,11 @@ BAS_SIGMA_FRAMES = 3.0  # tolerance of a beat hit, frames at BAS_FPS (50 ms)
 FOOT_CONTACT_HEIGHT_M = 0.05  # a foot joint this close to the floor is in contact
 FROZEN_SPEED_M_S = 0.1  # mean joint speed under which the body counts as frozen
 EVALUATION_FPS = 30.0  # speeds, jerk and skating are measured at this rate
+PFC_FPS = 30.0  # EDGE computes PFC at 30 fps
+PFC_SCALE = 1e4  # EDGE reports PFC times 10^4
+HYPEREXTENSION_DEG = 10.0  # a knee or elbow bent backwards past this counts as a violation
+KNEES = (4, 5)  # left, right
+ELBOWS = (18, 19)  # left, right
 
 
 def resample_positions(positions: np.ndarray, fps: float, target_fps: float) -> np.ndarray:
@@ -84,6 +89,58 @@ def longest_frozen_s(positions: np.ndarray, fps: float) -> float:
     return longest / EVALUATION_FPS
 
 
+def physical_foot_contact(positions: np.ndarray, fps: float) -> float:
+    """EDGE's PFC (lower is better): mean over time of the root's normalised acceleration (its
+    upward part clamped to >= 0) times each foot's smaller horizontal joint displacement per
+    frame (ankle or toes), left times right, at PFC_FPS, scaled by PFC_SCALE.
+
+    The body may only accelerate while a foot is still: a root pushed around with both feet
+    sliding scores high, a planted stance scores 0.
+    """
+    joints = resample_positions(positions, fps, PFC_FPS)
+    root_velocity = np.diff(joints[:, 0], axis=0) * PFC_FPS
+    root_acceleration = np.diff(root_velocity, axis=0) * PFC_FPS
+    root_acceleration[:, 1] = np.maximum(root_acceleration[:, 1], 0.0)
+    magnitude = np.linalg.norm(root_acceleration, axis=-1)
+    if magnitude.max() <= 0:
+        return 0.0
+    magnitude /= magnitude.max()
+    feet = joints[:, list(FOOT_JOINTS)][..., [0, 2]]  # left ankle, left toes, right ankle, right toes
+    displacement = np.linalg.norm(feet[2:] - feet[1:-1], axis=-1)
+    left = np.minimum(displacement[:, 0], displacement[:, 1])
+    right = np.minimum(displacement[:, 2], displacement[:, 3])
+    return float(np.mean(left * right * magnitude) * PFC_SCALE)
+
+
+def ground_penetration(positions: np.ndarray) -> tuple[float, float]:
+    """(max, mean) over frames of how far the lowest joint is below the floor, metres."""
+    depth = np.maximum(0.0, -positions[..., 1].min(axis=1))
+    return float(depth.max()), float(depth.mean())
+
+
+def hinge_flexion_deg(joint_rotations: np.ndarray) -> dict[str, np.ndarray]:
+    """(T,) signed flexion of each knee and elbow from (T, 24, 3, 3) local rotations, degrees.
+
+    In SMPL's rest pose the shins hang along -Y and the forearms point along +X (left) and
+    -X (right). A knee flexes when its shin swings back (-Z), an elbow when its forearm swings
+    forward (+Z); negative angles bend the hinge the wrong way.
+    """
+    angles = {}
+    for side, knee in zip(("left", "right"), KNEES, strict=True):
+        shin = joint_rotations[:, knee] @ np.array([0.0, -1.0, 0.0])
+        angles[f"{side}_knee"] = np.degrees(np.arctan2(-shin[:, 2], -shin[:, 1]))
+    for side, elbow, outward in zip(("left", "right"), ELBOWS, (1.0, -1.0), strict=True):
+        forearm = joint_rotations[:, elbow] @ np.array([outward, 0.0, 0.0])
+        angles[f"{side}_elbow"] = np.degrees(np.arctan2(forearm[:, 2], outward * forearm[:, 0]))
+    return angles
+
+
+def joint_limit_violations(joint_rotations: np.ndarray) -> float:
+    """Fraction of frames with a knee or elbow bent backwards past HYPEREXTENSION_DEG."""
+    angles = np.stack(list(hinge_flexion_deg(joint_rotations).values()), axis=1)
+    return float(np.mean((angles < -HYPEREXTENSION_DEG).any(axis=1)))
+
+
 def summary(positions: np.ndarray, fps: float, beat_times: np.ndarray) -> dict[str, float]:
     return {
         "bas": beat_alignment_score(positions, fps, beat_times),
@@ -91,5 +148,7 @@ def summary(positions: np.ndarray, fps: float, beat_times: np.ndarray) -> dict[s
         "jerk_m_s3": mean_jerk(positions, fps),
         "foot_skating_m_s": foot_skating(positions, fps),
         "longest_frozen_s": longest_frozen_s(positions, fps),
+        "pfc": physical_foot_contact(positions, fps),
+        "penetration_max_m": ground_penetration(positions)[0],
         "root_max_distance_m": float(np.linalg.norm(positions[:, 0, [0, 2]] - positions[0, 0, [0, 2]], axis=1).max()),
     }
