@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import pytest
 from scipy.spatial.transform import Rotation
 
 from bailando_blender import skeleton as sk
 from training.ik import SMPL_JOINT_MAP, FitConfig, fit_positions
 from training.prepare_data import aligned_features, mirror_motion
+
+from .conftest import REPO
 
 
 def known_dance(num_frames: int = 24) -> tuple[np.ndarray, np.ndarray]:
@@ -63,3 +70,75 @@ def test_music_rows_follow_the_motions_start_in_the_song() -> None:
     aligned = aligned_features(features, offset_s=1.0, num_frames=80)  # 1 s = 30 rows at 30 fps
     np.testing.assert_array_equal(aligned[:70, 0], np.arange(30, 100))
     np.testing.assert_array_equal(aligned[70:, 0], 99)  # the song ran out: its last row holds
+
+
+# --- the actor-critic stage ------------------------------------------------------------
+
+
+def beat_dance(frames: int, period: int, phase: float) -> np.ndarray:
+    """A body whose arms sweep sideways, their speed 1 - cos: still once every ``period`` frames, at ``phase``."""
+    from bailando_blender.skeleton import REST_PELVIS_HEIGHT, rest_positions
+
+    t = np.arange(frames) - phase
+    offset = 0.004 * (t - period / (2 * np.pi) * np.sin(2 * np.pi * t / period))
+    body = rest_positions()[None] + np.array([0.0, REST_PELVIS_HEIGHT, 0.0])
+    moved = np.repeat(body, frames, axis=0)
+    moved[:, 16:, 0] += offset[:, None]
+    return moved
+
+
+def test_the_beat_reward_pays_for_motion_beats_on_music_beats() -> None:
+    from training.beat_reward import RewardWeights, step_rewards
+
+    frames, period = 240, 16
+    beats = np.zeros(frames, dtype=bool)
+    beats[np.arange(4, frames, period)] = True
+    weights = RewardWeights()
+    on_beat, on_parts = step_rewards(beat_dance(frames, period, 4.5), beats, 4, weights)
+    off_beat, off_parts = step_rewards(beat_dance(frames, period, 12.5), beats, 4, weights)
+    assert on_parts["hit_rate"] > 0.9 and off_parts["hit_rate"] < 0.1
+    assert on_beat.sum() > off_beat.sum() and on_beat.shape == (frames // 4,)
+    assert on_parts["offbeat_per_s"] < off_parts["offbeat_per_s"]
+
+
+def test_jitter_and_stillness_are_penalised() -> None:
+    from training.beat_reward import RewardWeights, step_rewards
+
+    frames = 240
+    beats = np.zeros(frames, dtype=bool)
+    beats[::16] = True
+    smooth = beat_dance(frames, 16, 0.5)
+    jittery = smooth + np.random.default_rng(0).normal(0.0, 0.02, smooth.shape)
+    still = np.repeat(smooth[:1], frames, axis=0)
+    _, smooth_parts = step_rewards(smooth, beats, 4, RewardWeights())
+    jitter_reward, jitter_parts = step_rewards(jittery, beats, 4, RewardWeights())
+    still_reward, still_parts = step_rewards(still, beats, 4, RewardWeights())
+    assert jitter_parts["jerk_m_s3"] > 10 * smooth_parts["jerk_m_s3"] and jitter_reward.mean() < -1
+    assert still_parts["frozen_share"] == 1.0 and still_reward.mean() <= -1
+
+
+@pytest.mark.slow
+def test_actor_critic_runs_resumes_and_writes_a_gpt(tmp_path: Path) -> None:
+    weights = REPO / "models" / "weights" / "generator.safetensors"
+    if not weights.exists():
+        pytest.skip("no shipped generator")
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(400, 57)).astype(np.float16)
+    features[:, 54] = 0
+    features[::15, 54] = 1
+    np.savez(tmp_path / "music.npz", names=np.array(["a", "b"]), lengths=np.array([200, 200]), features=features)
+    command = [
+        sys.executable, "-m", "training.train_actor_critic", "--generator", str(weights),
+        "--music", str(tmp_path / "music.npz"), "--out", str(tmp_path / "ac"),
+        "--batch", "2", "--rollout-steps", "12", "--critic-warmup", "1",
+    ]  # fmt: skip
+    first = subprocess.run([*command, "--max-iterations", "2"], cwd=REPO, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run([*command, "--max-iterations", "3"], cwd=REPO, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    from models.checkpoint import read_checkpoint, restore_network
+    from models.gpt import GPTConfig, MotionGPT
+
+    configs, tensors, extra = read_checkpoint(tmp_path / "ac" / "gpt.safetensors")
+    assert extra["ac_iterations"] == "3"
+    assert isinstance(restore_network(configs, tensors, "gpt", GPTConfig, MotionGPT, "gpt"), MotionGPT)

@@ -20,6 +20,7 @@ import numpy as np
 
 from backend.motion_representation import encode_motion
 from backend.music_features import FEATURE_DIM, FPS
+from models.checkpoint import atomic_output
 
 # Songs never to train on (the shared music's README: evaluation and edge cases), and the
 # bundled example, kept unseen so the demo shows a song the model never heard.
@@ -176,6 +177,37 @@ def fit(inputs: Path, out: Path, device: str, iterations: int, limit: int | None
     print(f"wrote {out}: {sum(lengths)} frames; IK mean error {summary['mean_error_m'] * 100:.2f} cm")
 
 
+# Music-only songs kept out of the reward stage too, because evaluations report them as
+# songs never seen in training.
+EVALUATION_SONGS = ("metronome.ogg",)
+
+
+def rl_music(inputs: Path, out: Path) -> None:
+    """The music features the actor-critic stage dances to: the training captures' songs and the
+    music-only songs, without held-out captures, EXCLUDED_SONGS or EVALUATION_SONGS."""
+    data = np.load(inputs)
+    bounds = np.concatenate([[0], np.cumsum(data["lengths"])])
+    music_bounds = np.concatenate([[0], np.cumsum(data["music_lengths"])])
+    names, pieces = [], []
+    for i, name in enumerate(data["names"]):
+        if data["has_music"][i] and not data["held_out"][i]:
+            names.append(str(name))
+            pieces.append(data["features"][bounds[i] : bounds[i + 1]])
+    for i, name in enumerate(data["music_names"]):
+        if Path(str(name)).name not in EXCLUDED_SONGS + EVALUATION_SONGS:
+            names.append(str(name))
+            pieces.append(data["music_features"][music_bounds[i] : music_bounds[i + 1]])
+    with atomic_output(out) as temporary, open(temporary, "wb") as stream:
+        np.savez(
+            stream,
+            names=np.array(names),
+            lengths=np.array([len(p) for p in pieces]),
+            features=np.concatenate(pieces).astype(np.float16),
+        )
+    minutes = sum(len(p) for p in pieces) / FPS / 60
+    print(f"wrote {out}: {len(names)} songs, {minutes:.1f} minutes")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -189,9 +221,14 @@ def main() -> None:
     fitting.add_argument("--device", default="auto")
     fitting.add_argument("--iterations", type=int, default=400)
     fitting.add_argument("--limit", type=int, default=None, help="only the first N dances (a quick check)")
+    reward_music = commands.add_parser("rl-music")
+    reward_music.add_argument("--inputs", type=Path, required=True)
+    reward_music.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     if args.command == "collect":
         collect(args.tang, args.music, args.out)
+    elif args.command == "rl-music":
+        rl_music(args.inputs, args.out)
     else:
         fit(args.inputs, args.out, args.device, args.iterations, args.limit)
 

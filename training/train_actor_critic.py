@@ -1,0 +1,268 @@
+"""Stage 3: actor-critic finetuning of the motion GPT with the beat reward (Bailando, Sec. 3.3).
+
+    python -m training.train_actor_critic --generator models/weights/generator.safetensors \
+        --music data/rl_music.npz --out runs/ac --minutes 8
+
+The reward needs no dance, only music (``training/beat_reward.py``), so every song we may
+train on takes part: the training captures' songs and the music-only songs of
+``prepare_data rl-music`` (never the evaluation songs). Each iteration samples rollouts with
+the GPT (the actor) on random stretches of music, decodes them with the frozen VQ-VAE,
+scores every token step, and moves the actor along the advantage (discounted return minus
+the critic's value) with a KL penalty to the starting policy, which keeps the moves close
+to the captures'. The critic is trained alone first. Resumes from ``<out>/train_state.pt``;
+writes ``<out>/gpt.safetensors`` for ``training.export``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import multiprocessing
+import multiprocessing.pool
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from backend.motion_representation import decode_motion
+from backend.music_features import BEAT_COLUMN
+from bailando_blender.skeleton import forward_kinematics
+from models.checkpoint import read_checkpoint, restore_network, save_checkpoint
+from models.critic import Critic, CriticConfig
+from models.gpt import GPTConfig, MotionGPT
+from models.vqvae import MotionVQVAE, VQVAEConfig
+
+from .beat_reward import RewardWeights, step_rewards
+from .common import Logger, setup_distributed
+
+
+@dataclass
+class ActorCriticConfig:
+    rollout_steps: int = 64  # tokens per rollout (8.5 s): past the GPT's 60-step attention window
+    batch: int = 64  # rollouts per iteration, per GPU
+    actor_learning_rate: float = 1e-5  # small: finetuning, not relearning
+    critic_learning_rate: float = 3e-4
+    critic_warmup: int = 40  # iterations training the critic alone
+    gamma: float = 0.9  # per token step (133 ms): credit reaches about a second ahead
+    kl_weight: float = 0.05  # per step, on log pi(a) - log pi_ref(a) of the sampled tokens
+    log_every: int = 10
+    save_every: int = 50
+    reward: RewardWeights = field(default_factory=RewardWeights)
+
+
+def load_songs(path: Path) -> list[np.ndarray]:
+    """(F, 57) float32 features per song from ``prepare_data rl-music``."""
+    data = np.load(path)
+    edges = np.concatenate([[0], np.cumsum(data["lengths"])])
+    return [data["features"][edges[i] : edges[i + 1]].astype(np.float32) for i in range(len(edges) - 1)]
+
+
+def sample_music(rng: np.random.Generator, songs: list[np.ndarray], frames: int, batch: int) -> np.ndarray:
+    lengths = np.array([len(song) for song in songs], dtype=np.float64)
+    usable = np.maximum(lengths - frames + 1, 0)
+    picks = rng.choice(len(songs), size=batch, p=usable / usable.sum())
+    starts = [int(rng.integers(0, usable[pick])) for pick in picks]
+    return np.stack([songs[pick][start : start + frames] for pick, start in zip(picks, starts, strict=True)])
+
+
+@torch.no_grad()
+def rollout(gpt: MotionGPT, music: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample (B, steps) upper and lower tokens at temperature 1, as generation does."""
+    music_steps = gpt.music_encoder(music)
+    cache = gpt.new_cache()
+    pending = gpt.music_input(music_steps[:, :1])
+    upper, lower = [], []
+    for t in range(steps):
+        hidden = gpt.step(pending, cache)[:, -1]
+        up = torch.distributions.Categorical(logits=gpt.upper_head(hidden).float()).sample()
+        hidden = gpt.step(gpt.upper_input(up[:, None]), cache)[:, -1]
+        down = torch.distributions.Categorical(logits=gpt.lower_head(hidden).float()).sample()
+        upper.append(up)
+        lower.append(down)
+        pending = gpt.lower_input(down[:, None])
+        if t + 1 < steps:
+            pending = torch.cat([pending, gpt.music_input(music_steps[:, t + 1 : t + 2])], dim=1)
+    return torch.stack(upper, dim=1), torch.stack(lower, dim=1)
+
+
+def token_log_probs(
+    model: torch.nn.Module, music: torch.Tensor, upper: torch.Tensor, lower: torch.Tensor
+) -> torch.Tensor:
+    """(B, L) log pi(upper_t) + log pi(lower_t | upper_t) of the given tokens."""
+    upper_logits, lower_logits = model(music, upper, lower)
+    up = F.log_softmax(upper_logits.float(), dim=-1).gather(-1, upper[..., None])[..., 0]
+    down = F.log_softmax(lower_logits.float(), dim=-1).gather(-1, lower[..., None])[..., 0]
+    return up + down
+
+
+def score_one(task: tuple[np.ndarray, np.ndarray, np.ndarray, int, RewardWeights]) -> tuple[np.ndarray, dict]:
+    """One rollout's motion vectors -> its step rewards (run in worker processes)."""
+    upper_motion, lower_motion, beats, per_token, weights = task
+    rotations, translation = decode_motion(upper_motion, lower_motion)
+    positions, _ = forward_kinematics(rotations, translation)
+    positions[..., 1] -= np.percentile(positions[..., 1].min(axis=1), 5)  # as the pipeline grounds dances
+    return step_rewards(positions, beats, per_token, weights)
+
+
+def score(
+    vqvae: MotionVQVAE,
+    upper: torch.Tensor,
+    lower: torch.Tensor,
+    music: np.ndarray,
+    weights: RewardWeights,
+    pool: multiprocessing.pool.Pool | None,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """(B, L) rewards of the rollouts and the mean of their parts."""
+    with torch.no_grad():
+        upper_motion, lower_motion = vqvae.decode(upper, lower)
+    upper_motion, lower_motion = upper_motion.float().cpu().numpy(), lower_motion.float().cpu().numpy()
+    per_token = vqvae.cfg.frames_per_token
+    tasks = [
+        (upper_motion[i], lower_motion[i], music[i, :, BEAT_COLUMN] > 0.5, per_token, weights)
+        for i in range(len(upper_motion))
+    ]
+    results = pool.map(score_one, tasks) if pool is not None else [score_one(task) for task in tasks]
+    rewards = np.stack([reward for reward, _ in results])
+    means = {key: float(np.mean([part[key] for _, part in results])) for key in results[0][1]}
+    return rewards, means
+
+
+def discounted_returns(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
+    returns = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[:, 0])
+    for t in range(rewards.shape[1] - 1, -1, -1):
+        running = rewards[:, t] + gamma * running
+        returns[:, t] = running
+    return returns
+
+
+def critic_values(critic: torch.nn.Module, music: torch.Tensor, upper: torch.Tensor, lower: torch.Tensor):
+    """V(s_t): the critic sees the music up to step t and the tokens before it (shifted by one)."""
+    shift = lambda tokens: F.pad(tokens[:, :-1], (1, 0))  # noqa: E731
+    return critic(music, shift(upper), shift(lower))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--generator", type=Path, required=True, help="generator checkpoint (VQ-VAE + GPT)")
+    parser.add_argument("--music", type=Path, required=True, help="features from prepare_data rl-music")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--minutes", type=float, default=8.0)
+    parser.add_argument("--max-iterations", type=int, default=100_000)
+    defaults = ActorCriticConfig()
+    parser.add_argument("--batch", type=int, default=defaults.batch, help="rollouts per iteration, per GPU")
+    parser.add_argument("--rollout-steps", type=int, default=defaults.rollout_steps)
+    parser.add_argument("--critic-warmup", type=int, default=defaults.critic_warmup)
+    args = parser.parse_args()
+    cfg = dataclasses.replace(
+        defaults, batch=args.batch, rollout_steps=args.rollout_steps, critic_warmup=args.critic_warmup
+    )
+    env = setup_distributed()
+    torch.manual_seed(3000 + env.rank)
+    rng = np.random.default_rng(3000 + env.rank)
+    songs = load_songs(args.music)
+
+    configs, tensors, _ = read_checkpoint(args.generator)
+    vqvae = restore_network(configs, tensors, "vqvae", VQVAEConfig, MotionVQVAE, str(args.generator)).float()
+    gpt = restore_network(configs, tensors, "gpt", GPTConfig, MotionGPT, str(args.generator)).float()
+    vqvae.to(env.device).eval()
+    gpt.to(env.device).eval()  # dropout off: the policy that samples is the one that learns
+    reference = copy.deepcopy(gpt).requires_grad_(False)
+    critic = Critic(CriticConfig(context_steps=gpt.cfg.context_steps)).to(env.device)
+    critic.music_encoder.feature_mean.copy_(gpt.music_encoder.feature_mean)
+    critic.music_encoder.feature_std.copy_(gpt.music_encoder.feature_std)
+    actor_optimiser = torch.optim.AdamW(gpt.parameters(), lr=cfg.actor_learning_rate, weight_decay=0.0)
+    critic_optimiser = torch.optim.AdamW(critic.parameters(), lr=cfg.critic_learning_rate, weight_decay=0.0)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    state_path = args.out / "train_state.pt"
+    iteration = 0
+    if state_path.exists():
+        state = torch.load(state_path, map_location=env.device, weights_only=True)
+        gpt.load_state_dict(state["actor"])
+        critic.load_state_dict(state["critic"])
+        actor_optimiser.load_state_dict(state["actor_optimiser"])
+        critic_optimiser.load_state_dict(state["critic_optimiser"])
+        iteration = int(state["iteration"])
+    actor = DistributedDataParallel(gpt, device_ids=[env.device.index]) if env.world_size > 1 else gpt
+    critic_model = DistributedDataParallel(critic, device_ids=[env.device.index]) if env.world_size > 1 else critic
+    logger = Logger(args.out / "log.jsonl", env.main)
+    per_token = vqvae.cfg.frames_per_token
+    frames = cfg.rollout_steps * per_token
+
+    def save() -> None:
+        if not env.main:
+            return
+        torch.save(
+            {
+                "actor": gpt.state_dict(),
+                "critic": critic.state_dict(),
+                "actor_optimiser": actor_optimiser.state_dict(),
+                "critic_optimiser": critic_optimiser.state_dict(),
+                "iteration": iteration,
+            },
+            state_path,
+        )
+        save_checkpoint(
+            args.out / "gpt.safetensors", {"gpt": gpt}, {"gpt": gpt.cfg}, extra={"ac_iterations": str(iteration)}
+        )
+
+    # Scoring decodes and measures every rollout on the CPU: spread it over the cores.
+    workers = max(1, min(cfg.batch, (os.cpu_count() or 1) // max(env.world_size, 1)))
+    pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
+    deadline = time.monotonic() + args.minutes * 60
+    while iteration < args.max_iterations and time.monotonic() < deadline:
+        music_np = sample_music(rng, songs, frames, cfg.batch)
+        music = torch.from_numpy(music_np).to(env.device)
+        upper, lower = rollout(gpt, music, cfg.rollout_steps)
+        rewards_np, parts = score(vqvae, upper, lower, music_np, cfg.reward, pool)
+        rewards = torch.from_numpy(rewards_np).float().to(env.device)
+
+        training_actor = iteration >= cfg.critic_warmup
+        with torch.set_grad_enabled(training_actor):
+            # Through DDP only when a backward follows, as DDP requires.
+            log_probs = token_log_probs(actor if training_actor else gpt, music, upper, lower)
+        with torch.no_grad():
+            kl = log_probs.detach() - token_log_probs(reference, music, upper, lower)
+        returns = discounted_returns(rewards - cfg.kl_weight * kl, cfg.gamma)
+        values = critic_values(critic_model, music, upper, lower)
+        critic_loss = F.mse_loss(values, returns)
+        critic_optimiser.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        torch.nn.utils.clip_grad_norm_(critic.parameters(), 1.0)
+        critic_optimiser.step()
+
+        actor_loss = torch.zeros((), device=env.device)
+        if training_actor:
+            advantage = returns - values.detach()
+            advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-6)
+            actor_loss = -(advantage * log_probs).mean()
+            actor_optimiser.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            torch.nn.utils.clip_grad_norm_(gpt.parameters(), 1.0)
+            actor_optimiser.step()
+        iteration += 1
+        if iteration % cfg.log_every == 0:
+            logger.log(
+                iteration,
+                reward=float(rewards_np.mean()),
+                kl=float(kl.mean()),
+                critic_loss=critic_loss.item(),
+                actor_loss=actor_loss.item(),
+                **parts,
+            )
+        if iteration % cfg.save_every == 0:
+            save()
+    save()
+    if pool is not None:
+        pool.close()
+
+
+if __name__ == "__main__":
+    main()
