@@ -159,9 +159,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=defaults.batch, help="rollouts per iteration, per GPU")
     parser.add_argument("--rollout-steps", type=int, default=defaults.rollout_steps)
     parser.add_argument("--critic-warmup", type=int, default=defaults.critic_warmup)
+    parser.add_argument("--hit-weight", type=float, default=defaults.reward.hit, help="reward per music beat hit")
     args = parser.parse_args()
     cfg = dataclasses.replace(
-        defaults, batch=args.batch, rollout_steps=args.rollout_steps, critic_warmup=args.critic_warmup
+        defaults,
+        batch=args.batch,
+        rollout_steps=args.rollout_steps,
+        critic_warmup=args.critic_warmup,
+        reward=dataclasses.replace(defaults.reward, hit=args.hit_weight),
     )
     env = setup_distributed()
     torch.manual_seed(3000 + env.rank)
