@@ -15,7 +15,7 @@ from .conftest import EXAMPLE_SONG, write_song
 
 
 def test_constants_are_consistent() -> None:
-    assert mf.mf.SAMPLE_RATE == mf.FPS * mf.HOP_LENGTH == 15360
+    assert mf.SAMPLE_RATE == mf.FPS * mf.HOP_LENGTH == 15360
     columns = [mf.MFCC_COLUMNS, mf.MFCC_DELTA_COLUMNS, mf.CHROMA_COLUMNS, mf.BEAT_PHASE_COLUMNS]
     widths = sum(c.stop - c.start for c in columns) + 3  # onset, rms, beat
     assert widths == mf.FEATURE_DIM == 57
@@ -34,12 +34,12 @@ def test_formats_rates_and_channels_decode_to_the_same_song(
     tmp_path: Path, name: str, rate: int, channels: int, options: dict[str, str]
 ) -> None:
     path = write_song(tmp_path / name, duration_s=4.0, sample_rate=rate, channels=channels, **options)
-    song = load_song(path, mf.mf.SAMPLE_RATE)
-    assert song.sample_rate == mf.mf.SAMPLE_RATE
+    song = load_song(path, mf.SAMPLE_RATE)
+    assert song.sample_rate == mf.SAMPLE_RATE
     assert song.samples.ndim == 1 and song.samples.dtype == np.float32
     # mp3 encoders pad a little; every other format keeps the exact length.
     assert song.duration_s == pytest.approx(4.0, abs=0.06 if name.endswith(".mp3") else 1e-9)
-    assert len(song.samples) == pytest.approx(song.duration_s * mf.mf.SAMPLE_RATE, abs=2)
+    assert len(song.samples) == pytest.approx(song.duration_s * mf.SAMPLE_RATE, abs=2)
 
 
 def test_metronome_beats_and_tempo(click_song: Path) -> None:
