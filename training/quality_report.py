@@ -1,0 +1,225 @@
+"""The quality report: every metric, side by side, for the captures, our model and two baselines.
+
+    python -m training.quality_report --inputs data/inputs.npz --dataset data/dataset.npz \
+        --model models/weights/generator.safetensors --without-critic runs/gpt_generator.safetensors \
+        --songs ../shared/music/tad_lofi_cc0/happy_lofi_day.ogg ... --seeds 0 1 --out report.json
+
+Two song sets:
+- **held-out Tang songs** (never trained on): ground truth = their captures as fitted by
+  ``prepare_data fit``; the methods dance to the same music;
+- **unseen songs** (``--songs``; no ground truth).
+Methods: the model (``--model``), the GPT without the actor-critic stage (``--without-critic``),
+and retrieval: for every 8-s stretch of the song, the training capture's stretch whose music
+features are nearest, laid end to end with the root carried over.
+
+Per dance: BAS, joint speed, jerk, foot skating, PFC, ground penetration, the longest frozen
+stretch, the root's farthest distance and joint-limit violations (``training/metrics.py``).
+Per set: FID_k and FID_g against the held-out captures and Div_k, Div_g
+(``training/dance_features.py``), on 10-s clips so that six songs give enough samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from backend.generator import DanceGenerator
+from backend.motion_representation import decode_motion
+from backend.music_features import FPS, MusicFeatures, song_features
+from backend.pipeline import generate
+from backend.sampling import SamplingConfig
+from bailando_blender.skeleton import forward_kinematics, quaternion_to_matrix
+
+from . import dance_features, metrics
+from .evaluate import features_as_music
+
+RETRIEVAL_SECONDS = 8.0  # length of the stretches the retrieval baseline matches
+CLIP_SECONDS = 10.0  # FID and diversity are computed on clips of this length
+GROUNDING_PERCENTILE = 5  # as the pipeline: the feet's 5th-percentile height is the floor
+
+
+@dataclass
+class Motion:
+    """rotations (T, 24, 3, 3) local; positions (T, 24, 3) metres, floor at y = 0; at FPS."""
+
+    rotations: np.ndarray
+    positions: np.ndarray
+
+
+def motion_from(rotations: np.ndarray, translation: np.ndarray) -> Motion:
+    positions, _ = forward_kinematics(rotations, translation)
+    positions[..., 1] -= np.percentile(positions[..., 1].min(axis=1), GROUNDING_PERCENTILE)
+    return Motion(rotations, positions)
+
+
+def dance_row(motion: Motion, beat_times: np.ndarray) -> dict[str, float]:
+    row = metrics.summary(motion.positions, FPS, beat_times)
+    row["penetration_mean_m"] = metrics.ground_penetration(motion.positions)[1]
+    row["joint_limit_share"] = metrics.joint_limit_violations(motion.rotations)
+    return row
+
+
+def clips(motions: list[Motion]) -> list[np.ndarray]:
+    length = round(CLIP_SECONDS * FPS)
+    return [m.positions[s : s + length] for m in motions for s in range(0, len(m.positions) - length + 1, length)]
+
+
+@dataclass
+class Captures:
+    names: list[str]
+    held_out: list[bool]
+    motions: list[Motion]
+    features: list[np.ndarray]
+
+
+def load_captures(path: Path) -> Captures:
+    """The fitted captures (not their mirrored copies) from ``prepare_data fit``."""
+    data = np.load(path)
+    bounds = np.concatenate([[0], np.cumsum(data["lengths"])])
+    captures = Captures([], [], [], [])
+    for i, name in enumerate(data["names"]):
+        if data["mirrored"][i]:
+            continue
+        rows = slice(bounds[i], bounds[i + 1])
+        rotations, translation = decode_motion(data["upper"][rows], data["lower"][rows])
+        captures.names.append(str(name))
+        captures.held_out.append(bool(data["held_out"][i]))
+        captures.motions.append(motion_from(rotations, translation))
+        captures.features.append(data["features"][rows].astype(np.float32))
+    return captures
+
+
+def music_summary(features: np.ndarray) -> np.ndarray:
+    return np.concatenate([features.mean(axis=0), features.std(axis=0)])
+
+
+def retrieval_dance(music: np.ndarray, captures: Captures) -> Motion:
+    """Each RETRIEVAL_SECONDS of ``music`` danced by the training stretch with the nearest music."""
+    length = round(RETRIEVAL_SECONDS * FPS)
+    library, places = [], []
+    for k, features in enumerate(captures.features):
+        if captures.held_out[k]:
+            continue
+        for start in range(0, len(features) - length + 1, length // 2):
+            library.append(music_summary(features[start : start + length]))
+            places.append((k, start))
+    table = np.stack(library)
+    scale = table.std(axis=0) + 1e-6
+    rotations, positions = [], []
+    offset = np.zeros(3)
+    for start in range(0, len(music), length):
+        piece = music[start : start + length]
+        nearest = int(np.argmin(np.linalg.norm((table - music_summary(piece)) / scale, axis=1)))
+        k, source = places[nearest]
+        motion = captures.motions[k]
+        count = len(piece)
+        clip = motion.positions[source : source + count].copy()
+        if positions:
+            offset = positions[-1][-1, 0] - clip[0, 0]  # carry the root on where the last stretch ended
+            offset[1] = 0.0
+        positions.append(clip + offset)
+        rotations.append(motion.rotations[source : source + count])
+    return Motion(np.concatenate(rotations), np.concatenate(positions))
+
+
+def generated_dance(generator: DanceGenerator, music: MusicFeatures, seed: int) -> Motion:
+    dance = generate(music, generator, SamplingConfig(seed=seed))
+    return motion_from(quaternion_to_matrix(dance.joint_rotations), dance.root_translation)
+
+
+def mean_row(rows: list[dict[str, float]]) -> dict[str, float]:
+    means = {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
+    means["longest_frozen_s"] = float(max(row["longest_frozen_s"] for row in rows))
+    return means
+
+
+COLUMNS = (
+    ("bas", "BAS", 3),
+    ("joint_speed_m_s", "speed m/s", 2),
+    ("jerk_m_s3", "jerk m/s³", 0),
+    ("foot_skating_m_s", "skating m/s", 2),
+    ("pfc", "PFC", 2),
+    ("penetration_max_m", "penetration m", 3),
+    ("longest_frozen_s", "frozen s (worst)", 2),
+    ("root_max_distance_m", "root m", 1),
+    ("joint_limit_share", "limit share", 3),
+    ("fid_k", "FID_k", 1),
+    ("fid_g", "FID_g", 1),
+    ("div_k", "Div_k", 2),
+    ("div_g", "Div_g", 2),
+)
+
+
+def print_table(title: str, results: dict[str, dict[str, float]]) -> None:
+    print(f"\n### {title}\n")
+    print("| method | " + " | ".join(label for _, label, _ in COLUMNS) + " |")
+    print("|---|" + "---|" * len(COLUMNS))
+    for method, row in results.items():
+        cells = [f"{row[key]:.{digits}f}" if key in row else "—" for key, _, digits in COLUMNS]
+        print(f"| {method} | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--inputs", type=Path, required=True, help="prepare_data collect output (held-out music)")
+    parser.add_argument("--dataset", type=Path, required=True, help="prepare_data fit output (captures)")
+    parser.add_argument("--model", type=Path, default=None, help="generator checkpoint (default: the shipped one)")
+    parser.add_argument("--without-critic", type=Path, required=True, help="the generator before the critic stage")
+    parser.add_argument("--songs", type=Path, nargs="*", default=[])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--out", type=Path, default=None, help="write every number as JSON")
+    args = parser.parse_args()
+
+    captures = load_captures(args.dataset)
+    held = [k for k, held_out in enumerate(captures.held_out) if held_out]
+    real_clips = clips([captures.motions[k] for k in held])
+    models = {
+        "ours": DanceGenerator.load(args.model, "cpu"),
+        "without critic": DanceGenerator.load(args.without_critic, "cpu"),
+    }
+    song_sets = {
+        "held-out Tang songs": [(captures.names[k], features_as_music(captures.features[k])) for k in held],
+        "unseen songs": [(song.name, song_features(song)) for song in args.songs],
+    }
+    report: dict[str, dict] = {}
+    for title, pieces in song_sets.items():
+        if not pieces:
+            continue
+        motions: dict[str, list[Motion]] = {}
+        rows: dict[str, list[dict[str, float]]] = {}
+        if title.startswith("held-out"):
+            motions["captures (ground truth)"] = [captures.motions[k] for k in held]
+            rows["captures (ground truth)"] = [
+                dance_row(captures.motions[k], music.beat_times) for k, (_, music) in zip(held, pieces, strict=True)
+            ]
+        for method, generator in models.items():
+            motions[method], rows[method] = [], []
+            for name, music in pieces:
+                for seed in args.seeds:
+                    motion = generated_dance(generator, music, seed)
+                    motions[method].append(motion)
+                    rows[method].append(dance_row(motion, music.beat_times))
+                    print(f"{title}: {method} {name} seed {seed}: bas {rows[method][-1]['bas']:.3f}", flush=True)
+        motions["retrieval"] = [retrieval_dance(music.features, captures) for _, music in pieces]
+        rows["retrieval"] = [
+            dance_row(m, music.beat_times) for m, (_, music) in zip(motions["retrieval"], pieces, strict=True)
+        ]
+        results = {}
+        for method in rows:
+            results[method] = mean_row(rows[method])
+            scores = dance_features.distribution_scores(real_clips, clips(motions[method]), FPS)
+            if method.startswith("captures"):  # the reference set itself: its FID is 0 by construction
+                scores = {key: value for key, value in scores.items() if key.startswith("div")}
+            results[method].update(scores)
+        print_table(f"{title} ({len(pieces)} songs, seeds {' '.join(map(str, args.seeds))})", results)
+        report[title] = {"songs": [name for name, _ in pieces], "methods": results, "per_dance": rows}
+    if args.out is not None:
+        args.out.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
