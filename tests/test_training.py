@@ -142,3 +142,51 @@ def test_actor_critic_runs_resumes_and_writes_a_gpt(tmp_path: Path) -> None:
     configs, tensors, extra = read_checkpoint(tmp_path / "ac" / "gpt.safetensors")
     assert extra["ac_iterations"] == "3"
     assert isinstance(restore_network(configs, tensors, "gpt", GPTConfig, MotionGPT, "gpt"), MotionGPT)
+
+
+# --- positions -> rotations CLI ---------------------------------------------------------
+
+
+def smooth_dance_positions(frames: int = 40) -> np.ndarray:
+    t = np.linspace(0, 1, frames)[:, None, None]
+    axis_angles = 0.5 * np.sin(2 * np.pi * t + np.random.default_rng(7).uniform(0, 6, (1, 24, 3)))
+    axis_angles[:, [10, 11, 15, 22, 23]] = 0.0  # leaf joints: no child shows their rotation
+    rotations = sk.axis_angle_to_matrix(axis_angles)
+    translation = np.stack([0.3 * t[:, 0, 0], np.full(frames, 0.95), np.zeros(frames)], axis=1)
+    return sk.forward_kinematics(rotations, translation)[0]
+
+
+def test_positions_to_rotations_cli_reproduces_the_joints(tmp_path: Path) -> None:
+    positions = smooth_dance_positions()
+    np.save(tmp_path / "dance.npy", positions.reshape(len(positions), 72))
+    result = subprocess.run(
+        [sys.executable, "-m", "training.positions_to_rotations", str(tmp_path / "dance.npy"),
+         "--out", str(tmp_path / "dance.npz"), "--fps", "30", "--keep-height", "--device", "cpu"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "mean joint position error" in result.stdout
+    with np.load(tmp_path / "dance.npz") as data:
+        rotations = sk.quaternion_to_matrix(data["joint_rotations"])
+        fitted, _ = sk.forward_kinematics(rotations, data["root_translation"])
+        assert float(data["fps"]) == 30.0
+    assert np.linalg.norm(fitted - positions, axis=-1).mean() < 0.01  # 0.5 cm measured
+
+
+def test_positions_to_rotations_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
+    from training.positions_to_rotations import main
+
+    np.save(tmp_path / "wrong.npy", np.zeros((10, 23, 3)))
+    np.save(tmp_path / "bailando.pkl", {"pred_position": np.zeros((10, 72))}, allow_pickle=True)
+    (tmp_path / "bailando.pkl.npy").rename(tmp_path / "bailando.pkl")
+    for name in ("wrong.npy", "bailando.pkl", "nope.npy"):
+        assert main([str(tmp_path / name), "--out", str(tmp_path / "x.npz")]) == 2
+    assert not (tmp_path / "x.npz").exists()
+    from backend.errors import UserInputError
+    from training.positions_to_rotations import read_positions
+
+    with pytest.raises(UserInputError, match=r"expected \(T, 24, 3\)"):
+        read_positions(tmp_path / "wrong.npy")
+    with pytest.raises(UserInputError, match="--allow-pickle"):
+        read_positions(tmp_path / "bailando.pkl")
+    assert read_positions(tmp_path / "bailando.pkl", allow_pickle=True).shape == (10, 24, 3)
