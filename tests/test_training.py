@@ -190,3 +190,48 @@ def test_positions_to_rotations_refuses_bad_input_in_one_line(tmp_path: Path) ->
     with pytest.raises(UserInputError, match="--allow-pickle"):
         read_positions(tmp_path / "bailando.pkl")
     assert read_positions(tmp_path / "bailando.pkl", allow_pickle=True).shape == (10, 24, 3)
+
+
+# --- AIST++ ---------------------------------------------------------------------------
+
+
+def write_aist_sequence(folder: Path, name: str, frames: int, scaling: float) -> tuple[np.ndarray, np.ndarray]:
+    import pickle
+
+    rng = np.random.default_rng(len(name))
+    poses = 0.3 * np.sin(np.linspace(0, 3, frames)[:, None] + rng.uniform(0, 6, (1, 72)))
+    trans_m = np.stack([np.linspace(0, 1, frames), np.full(frames, 0.9), np.zeros(frames)], axis=1)
+    with open(folder / f"{name}.pkl", "wb") as stream:
+        pickle.dump({"smpl_poses": poses, "smpl_trans": trans_m * scaling, "smpl_scaling": np.array([scaling])}, stream)
+    return poses, trans_m
+
+
+def test_aistpp_sequences_land_in_the_training_form(tmp_path: Path) -> None:
+    from .conftest import write_song
+
+    (tmp_path / "motions").mkdir()
+    (tmp_path / "music").mkdir()
+    write_song(tmp_path / "music" / "mBR0.wav", duration_s=3.0)
+    poses, trans_m = write_aist_sequence(tmp_path / "motions", "gBR_sBM_cAll_d04_mBR0_ch01", 121, 93.0)
+    write_aist_sequence(tmp_path / "motions", "gBR_sBM_cAll_d05_mBR0_ch02", 100, 80.0)
+
+    from training.aistpp import load_sequence
+
+    sequence = load_sequence(tmp_path / "motions" / "gBR_sBM_cAll_d04_mBR0_ch01.pkl", tmp_path / "music")
+    assert sequence.rotations.shape == (61, 24, 3, 3) and sequence.music.name == "mBR0.wav"
+    # Every other 60-fps frame is a 30-fps frame: the same pose and the unscaled root path.
+    np.testing.assert_allclose(sequence.rotations[10], sk.axis_angle_to_matrix(poses[20].reshape(24, 3)), atol=1e-9)
+    np.testing.assert_allclose(sequence.translation, trans_m[::2], atol=1e-9)
+
+    out = tmp_path / "aist.npz"
+    result = subprocess.run(
+        [sys.executable, "-m", "training.prepare_data", "aistpp", "--motions", str(tmp_path / "motions"),
+         "--music", str(tmp_path / "music"), "--out", str(out), "--held-out", "gBR_sBM_cAll_d05_mBR0_ch02"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    from training.common import Dataset
+
+    data = Dataset.load(out)
+    assert len(data.names) == 4 and data.held_out.tolist() == [False, False, True, True]
+    assert data.upper[0].shape == (61, 90) and data.features[0].shape == (61, 57)

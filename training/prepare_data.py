@@ -7,6 +7,10 @@ python -m training.prepare_data collect --tang DIR --music DIR --out data/inputs
 python -m training.prepare_data fit --inputs data/inputs.npz --out data/dataset.npz
     (GPU when present) SMPL rotations fitted to the markers, encoded as the VQ-VAE's
     upper/lower streams, plus a left-right mirrored copy of every dance.
+python -m training.prepare_data rl-music --inputs data/inputs.npz --out data/rl_music.npz
+    the music the actor-critic stage dances to (no evaluation songs).
+python -m training.prepare_data aistpp --motions DIR --music DIR --out data/aistpp.npz
+    AIST++ sequences (already SMPL rotations) in the form ``fit`` writes.
 """
 
 from __future__ import annotations
@@ -208,6 +212,51 @@ def rl_music(inputs: Path, out: Path) -> None:
     print(f"wrote {out}: {len(names)} songs, {minutes:.1f} minutes")
 
 
+def aistpp(motions: Path, music: Path, out: Path, held_out: set[str]) -> None:
+    """AIST++ sequences -> the dataset form ``fit`` writes (rotations need no fitting there)."""
+    from backend.music_features import song_features
+
+    from .aistpp import load_sequence
+
+    paths = sorted(motions.glob("*.pkl"))
+    if not paths:
+        raise SystemExit(f"error: {motions}: no AIST++ motion files (*.pkl)")
+    songs: dict[Path, np.ndarray] = {}
+    names, lengths, held, mirrored, uppers, lowers, features = [], [], [], [], [], [], []
+    for path in paths:
+        sequence = load_sequence(path, music)
+        if sequence.music not in songs:
+            songs[sequence.music] = song_features(sequence.music).features
+        aligned = aligned_features(songs[sequence.music], 0.0, len(sequence.rotations))
+        for flip in (False, True):
+            rotations, translation = sequence.rotations, sequence.translation
+            if flip:
+                rotations, translation = mirror_motion(rotations, translation)
+            upper, lower = encode_motion(rotations, translation)
+            names.append(sequence.name)
+            lengths.append(len(upper))
+            held.append(sequence.name in held_out)
+            mirrored.append(flip)
+            uppers.append(upper)
+            lowers.append(lower)
+            features.append(aligned)
+    with atomic_output(out) as temporary, open(temporary, "wb") as stream:
+        np.savez(
+            stream,
+            names=np.array(names),
+            lengths=np.array(lengths),
+            held_out=np.array(held),
+            mirrored=np.array(mirrored),
+            upper=np.concatenate(uppers).astype(np.float16),
+            lower=np.concatenate(lowers).astype(np.float32),
+            features=np.concatenate(features).astype(np.float16),
+            music_names=np.array([], dtype=str),
+            music_lengths=np.zeros(0, dtype=np.int64),
+            music_features=np.zeros((0, FEATURE_DIM), dtype=np.float16),
+        )
+    print(f"wrote {out}: {len(paths)} AIST++ sequences (and their mirror images), {sum(lengths) // 2} frames each way")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -224,8 +273,15 @@ def main() -> None:
     reward_music = commands.add_parser("rl-music")
     reward_music.add_argument("--inputs", type=Path, required=True)
     reward_music.add_argument("--out", type=Path, required=True)
+    aist = commands.add_parser("aistpp")
+    aist.add_argument("--motions", type=Path, required=True, help="folder of AIST++ motion pickles")
+    aist.add_argument("--music", type=Path, required=True, help="folder of AIST++ music (<music id>.wav)")
+    aist.add_argument("--out", type=Path, required=True)
+    aist.add_argument("--held-out", nargs="*", default=[], help="sequence names kept for evaluation")
     args = parser.parse_args()
-    if args.command == "collect":
+    if args.command == "aistpp":
+        aistpp(args.motions, args.music, args.out, set(args.held_out))
+    elif args.command == "collect":
         collect(args.tang, args.music, args.out)
     elif args.command == "rl-music":
         rl_music(args.inputs, args.out)
