@@ -235,3 +235,64 @@ def test_aistpp_sequences_land_in_the_training_form(tmp_path: Path) -> None:
     data = Dataset.load(out)
     assert len(data.names) == 4 and data.held_out.tolist() == [False, False, True, True]
     assert data.upper[0].shape == (61, 90) and data.features[0].shape == (61, 57)
+
+
+# --- BVH ------------------------------------------------------------------------------
+
+TINY_BVH = """HIERARCHY
+ROOT Hips
+{
+  OFFSET 0 0 0
+  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation
+  JOINT Knee
+  {
+    OFFSET 0 -40 0
+    CHANNELS 3 Zrotation Xrotation Yrotation
+    End Site
+    {
+      OFFSET 0 -40 0
+    }
+  }
+}
+MOTION
+Frames: 2
+Frame Time: 0.0333333
+1 90 0 0 0 0 0 0 0
+1 90 0 90 0 0 0 90 0
+"""
+
+
+def test_bvh_positions_follow_the_channels_and_the_hierarchy() -> None:
+    from training.bvh import joint_positions, parse_bvh
+
+    motion = parse_bvh(TINY_BVH)
+    assert motion.names == ["Hips", "Knee"] and motion.parents == [-1, 0] and round(motion.fps) == 30
+    positions = joint_positions(motion)
+    np.testing.assert_allclose(positions[0], [[1, 90, 0], [1, 50, 0]], atol=1e-9)
+    # The root turned 90 degrees about Z: the knee, 40 below it, swings to +X.
+    np.testing.assert_allclose(positions[1], [[1, 90, 0], [41, 90, 0]], atol=1e-9)
+
+
+def test_a_broken_bvh_is_refused_in_one_line() -> None:
+    from backend.errors import UserInputError
+    from training.bvh import parse_bvh
+
+    with pytest.raises(UserInputError, match="declares 2 frames"):
+        parse_bvh(TINY_BVH.rsplit("\n", 2)[0])
+    with pytest.raises(UserInputError, match="HIERARCHY"):
+        parse_bvh("MOTION\nFrames: 1\n")
+
+
+@pytest.mark.slow
+def test_the_bandai_namco_dance_fits_smpl() -> None:
+    from training.bvh import BANDAI_JOINTS, fit_bvh, read_bvh
+    from training.ik import FitConfig
+
+    path = REPO.parent / "shared" / "data" / "bandai_namco_motion_1" / "data" / "dataset-1_dance-short_normal_001.bvh"
+    if not path.exists():
+        pytest.skip("the Bandai Namco data is not beside the repository")
+    motion = read_bvh(path)
+    motion.values = motion.values[:90]
+    result = fit_bvh(motion, BANDAI_JOINTS, config=FitConfig(iterations=300))
+    assert result.joint_rotations.shape == (90, 24, 3, 3)
+    assert result.mean_error < 0.05  # metres, over the 20 mapped joints
