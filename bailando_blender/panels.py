@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import bpy
 
 from . import backend_manager
 from .sound_strips import active_sound_strip
 
+WRAP_CHARACTERS = 38  # about what the sidebar shows at its default width
 STATE_ICONS = {
     "stopped": "RADIOBUT_OFF",
     "starting": "SORTTIME",
@@ -14,6 +17,13 @@ STATE_ICONS = {
     "busy": "PLAY",
     "failed": "ERROR",
 }
+
+
+def wrapped_label(layout: bpy.types.UILayout, text: str, icon: str) -> None:
+    """A message over several lines: a sidebar label cuts long text off."""
+    column = layout.column(align=True)
+    for number, line in enumerate(textwrap.wrap(text, WRAP_CHARACTERS) or [""]):
+        column.label(text=line, icon=icon if number == 0 else "BLANK1")
 
 
 class VIEW3D_PT_bailando_generate(bpy.types.Panel):
@@ -64,13 +74,13 @@ class VIEW3D_PT_bailando_generate(bpy.types.Panel):
         if job.error:
             box = layout.box()
             box.alert = True
-            box.label(text=job.error, icon="ERROR")
+            wrapped_label(box, job.error, "ERROR")
         elif job.message:
-            layout.label(text=job.message, icon="INFO")
+            wrapped_label(layout, job.message, "INFO")
 
         state, words = backend_manager.describe()
         row = layout.row()
-        row.label(text=words, icon=STATE_ICONS[state])
+        wrapped_label(row.column(), words, STATE_ICONS[state])
         row.operator("bailando.restart_backend", text="", icon="FILE_REFRESH")
 
 

@@ -382,3 +382,15 @@ def test_a_users_smpl_model_gives_a_skinned_smpl_body(song: Path, tmp_path: Path
         posed = np.array([[*mesh.vertices[index].co, 1.0] for index in range(NUM_JOINTS)]) @ world.T
         evaluated.to_mesh_clear()
         np.testing.assert_allclose(posed[:, :3], joints, atol=1e-4)
+
+
+def test_every_icon_the_extension_names_exists_in_this_blender() -> None:
+    import re
+
+    from bailando_blender import panels
+
+    known = {item.identifier for item in bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items}
+    named = {"BLANK1", *panels.STATE_ICONS.values()}
+    for path in (REPO / "bailando_blender").glob("*.py"):
+        named |= set(re.findall(r'icon="([A-Z_0-9]+)"', path.read_text()))
+    assert named - known == set()
