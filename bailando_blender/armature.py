@@ -65,21 +65,29 @@ def _add_bones(armature: bpy.types.Object, heads: np.ndarray, tails: np.ndarray)
     view_layer.objects.active = previous_active
 
 
-def _add_body(armature: bpy.types.Object, collection: bpy.types.Collection, name: str) -> bpy.types.Object:
-    body = capsule_body(rest_layout())
+def _skinned_mesh(
+    armature: bpy.types.Object, collection: bpy.types.Collection, name: str, vertices: np.ndarray, faces: list
+) -> bpy.types.Object:
+    """A smooth-shaded mesh object, child of ``armature`` and deformed by it (vertex groups: the caller's)."""
     mesh = bpy.data.meshes.new(name)
-    mesh.from_pydata(body.vertices.tolist(), [], body.faces)
+    mesh.from_pydata(vertices.tolist(), [], faces)
     mesh.shade_smooth()
     mesh.update()
     obj = bpy.data.objects.new(name, mesh)
     obj[DANCER_PROPERTY] = True
     collection.objects.link(obj)
     obj.parent = armature
+    modifier = obj.modifiers.new("Armature", "ARMATURE")
+    modifier.object = armature
+    return obj
+
+
+def _add_body(armature: bpy.types.Object, collection: bpy.types.Collection, name: str) -> bpy.types.Object:
+    body = capsule_body(rest_layout())
+    obj = _skinned_mesh(armature, collection, name, body.vertices, body.faces)
     for joint in np.unique(body.vertex_bones):
         group = obj.vertex_groups.new(name=JOINT_NAMES[joint])
         group.add(np.flatnonzero(body.vertex_bones == joint).tolist(), 1.0, "REPLACE")
-    modifier = obj.modifiers.new("Armature", "ARMATURE")
-    modifier.object = armature
     return obj
 
 
@@ -92,14 +100,7 @@ def _add_smpl_body(
 ) -> bpy.types.Object:
     """The SMPL mesh, its pelvis joint on the armature's pelvis, skinned with SMPL's own weights."""
     vertices = points_to_blender(body["body_vertices"] - body["body_joints"][0]) + pelvis_head
-    mesh = bpy.data.meshes.new(name)
-    mesh.from_pydata(vertices.tolist(), [], body["body_faces"].tolist())
-    mesh.shade_smooth()
-    mesh.update()
-    obj = bpy.data.objects.new(name, mesh)
-    obj[DANCER_PROPERTY] = True
-    collection.objects.link(obj)
-    obj.parent = armature
+    obj = _skinned_mesh(armature, collection, name, vertices, body["body_faces"].tolist())
     weights = body["body_weights"]
     for joint in range(NUM_JOINTS):
         group = obj.vertex_groups.new(name=JOINT_NAMES[joint])
@@ -108,8 +109,6 @@ def _add_smpl_body(
         values, inverse = np.unique(weights[influenced, joint], return_inverse=True)
         for number, value in enumerate(values):
             group.add(influenced[inverse == number].tolist(), float(value), "REPLACE")
-    modifier = obj.modifiers.new("Armature", "ARMATURE")
-    modifier.object = armature
     return obj
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,39 @@ def aligned_features(features: np.ndarray, offset_s: float, num_frames: int) -> 
     if len(rows) < num_frames:
         out[len(rows) :] = rows[-1] if len(rows) else 0.0
     return out
+
+
+@dataclass
+class DatasetRows:
+    """Per dance (and per mirrored copy): the lists ``save_dataset`` writes."""
+
+    names: list[str]
+    lengths: list[int]
+    held_out: list[bool]
+    mirrored: list[bool]
+    uppers: list[np.ndarray]
+    lowers: list[np.ndarray]
+    features: list[np.ndarray]
+
+
+def save_dataset(
+    out: Path, rows: DatasetRows, music_names: np.ndarray, music_lengths: np.ndarray, music_features: np.ndarray
+) -> None:
+    """The training set as ``training.common.Dataset`` reads it (fp16 where precision allows)."""
+    with atomic_output(out) as temporary, open(temporary, "wb") as stream:
+        np.savez(
+            stream,
+            names=np.array(rows.names),
+            lengths=np.array(rows.lengths),
+            held_out=np.array(rows.held_out),
+            mirrored=np.array(rows.mirrored),
+            upper=np.concatenate(rows.uppers).astype(np.float16),
+            lower=np.concatenate(rows.lowers).astype(np.float32),
+            features=np.concatenate(rows.features).astype(np.float16),
+            music_names=music_names,
+            music_lengths=music_lengths,
+            music_features=music_features,
+        )
 
 
 def collect(tang_root: Path, music_root: Path, out: Path) -> None:
@@ -159,18 +193,12 @@ def fit(inputs: Path, out: Path, device: str, iterations: int, limit: int | None
             features.append(data["features"][frames[k]])
             mirrored.append(flip)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(
+    save_dataset(
         out,
-        names=np.array(names),
-        lengths=np.array(lengths),
-        held_out=np.array(held_out),
-        mirrored=np.array(mirrored),
-        upper=np.concatenate(uppers).astype(np.float16),
-        lower=np.concatenate(lowers).astype(np.float32),
-        features=np.concatenate(features).astype(np.float16),
-        music_names=data["music_names"],
-        music_lengths=data["music_lengths"],
-        music_features=data["music_features"],
+        DatasetRows(names, lengths, held_out, mirrored, uppers, lowers, features),
+        data["music_names"],
+        data["music_lengths"],
+        data["music_features"],
     )
     summary = {
         "mean_error_m": result.mean_error,
@@ -240,20 +268,13 @@ def aistpp(motions: Path, music: Path, out: Path, held_out: set[str]) -> None:
             uppers.append(upper)
             lowers.append(lower)
             features.append(aligned)
-    with atomic_output(out) as temporary, open(temporary, "wb") as stream:
-        np.savez(
-            stream,
-            names=np.array(names),
-            lengths=np.array(lengths),
-            held_out=np.array(held),
-            mirrored=np.array(mirrored),
-            upper=np.concatenate(uppers).astype(np.float16),
-            lower=np.concatenate(lowers).astype(np.float32),
-            features=np.concatenate(features).astype(np.float16),
-            music_names=np.array([], dtype=str),
-            music_lengths=np.zeros(0, dtype=np.int64),
-            music_features=np.zeros((0, FEATURE_DIM), dtype=np.float16),
-        )
+    save_dataset(
+        out,
+        DatasetRows(names, lengths, held, mirrored, uppers, lowers, features),
+        np.array([], dtype=str),
+        np.zeros(0, dtype=np.int64),
+        np.zeros((0, FEATURE_DIM), dtype=np.float16),
+    )
     print(f"wrote {out}: {len(paths)} AIST++ sequences (and their mirror images), {sum(lengths) // 2} frames each way")
 
 
