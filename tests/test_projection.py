@@ -79,3 +79,36 @@ def test_pixels_match_blenders_own_projection(camera_type, fit, resolution, aspe
         expected = [blender.x * model.resolution_x, (1.0 - blender.y) * model.resolution_y]
         np.testing.assert_allclose(pixel, expected, atol=1e-3)
         assert distance == pytest.approx(blender.z, abs=1e-5)
+
+
+# --- whole-body keypoints -------------------------------------------------------------
+
+
+def test_keypoints_of_the_rest_pose_sit_where_a_body_has_them() -> None:
+    from bailando_blender import pose_keypoints as kp
+    from bailando_blender import skeleton as sk
+
+    rotations = np.tile(np.eye(3), (1, 24, 1, 1))
+    positions, global_rotations = sk.forward_kinematics(rotations, np.array([[0.0, sk.REST_PELVIS_HEIGHT, 0.0]]))
+    points, known = kp.whole_body_keypoints(positions, global_rotations)
+    assert points.shape == (1, kp.NUM_KEYPOINTS, 3) and kp.NUM_KEYPOINTS == 18 + 6 + 42
+    body = {name: points[0, i] for i, name in enumerate(kp.BODY_18)}
+    np.testing.assert_allclose(body["left_wrist"], positions[0, sk.JOINT_NAMES.index("left_wrist")])
+    assert body["nose"][2] > body["neck"][2] and body["nose"][1] > body["neck"][1]  # in front, above
+    assert body["left_eye"][0] > 0 > body["right_eye"][0]  # SMPL's +X is the body's left
+    feet = {name: points[0, 18 + i] for i, name in enumerate(kp.FEET)}
+    assert feet["left_big_toe"][2] > feet["left_heel"][2] and abs(feet["left_heel"][1]) < 0.05  # on the floor
+    assert known[:24].all() and known[24] and not known[25:45].any() and known[45] and not known[46:].any()
+
+
+def test_keypoints_turn_with_the_head() -> None:
+    from bailando_blender import pose_keypoints as kp
+    from bailando_blender import skeleton as sk
+
+    rotations = np.tile(np.eye(3), (2, 24, 1, 1))
+    rotations[1, 15] = sk.axis_angle_to_matrix(np.array([0.0, np.pi / 2, 0.0]))  # head turned to its left
+    positions, global_rotations = sk.forward_kinematics(rotations, np.zeros((2, 3)))
+    points, _ = kp.whole_body_keypoints(positions, global_rotations)
+    nose = kp.BODY_18.index("nose")
+    head = positions[:, 15]
+    assert points[0, nose, 2] - head[0, 2] > 0.1 and points[1, nose, 0] - head[1, 0] > 0.1
