@@ -80,12 +80,16 @@ def resample(
     return rotations, translation
 
 
+def floor_height(positions: np.ndarray) -> float:
+    """The floor under (T, 24, 3) joint positions: the FLOOR_PERCENTILE of the lowest joint's height."""
+    return float(np.percentile(positions[..., 1].min(axis=1), FLOOR_PERCENTILE))
+
+
 def put_on_floor(joint_rotations: np.ndarray, root_translation: np.ndarray) -> np.ndarray:
-    """Shift the root vertically so the feet stand on y = 0 (see FLOOR_PERCENTILE)."""
+    """Shift the root vertically so the feet stand on y = 0 (see floor_height)."""
     positions, _ = forward_kinematics(joint_rotations, root_translation)
-    floor = np.percentile(positions[..., 1].min(axis=1), FLOOR_PERCENTILE)
     grounded = root_translation.copy()
-    grounded[:, 1] -= floor
+    grounded[:, 1] -= floor_height(positions)
     return grounded
 
 

@@ -16,7 +16,7 @@ import queue
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,8 +144,10 @@ class BackendProcess:
             self._apply(event)
         return events
 
-    def wait_job(self, job: str, timeout: float | None = None) -> JobState:
-        """Block until ``job`` ends (for batch use and tests)."""
+    def wait_job(
+        self, job: str, timeout: float | None = None, progress: Callable[[float, str], None] | None = None
+    ) -> JobState:
+        """Block until ``job`` ends (for batch use and tests), telling ``progress`` (fraction, stage)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         state = self.jobs[job]
         while not state.done:
@@ -154,6 +156,8 @@ class BackendProcess:
             self.poll(timeout=0.1)
             if self.state == "failed" and not state.done:
                 state.done, state.error = True, self.failure
+            if progress is not None:
+                progress(state.fraction, state.stage)
         return state
 
     # --- internals ---------------------------------------------------------------

@@ -228,13 +228,7 @@ def run_blocking(
     try:
         backend.wait_ready()
         job = backend.submit(plan.span.path, plan.out_path, **plan.request())
-        state = backend.jobs[job]
-        while not state.done:
-            backend.poll(timeout=0.1)
-            if backend.state == "failed" and not state.done:
-                state.done, state.error = True, backend.failure
-            if progress is not None:
-                progress(state.fraction, state.stage)
+        state = backend.wait_job(job, progress=progress)
     except BackendError as error:
         plan.clean_up()
         raise DanceError(f"Backend: {error}") from None

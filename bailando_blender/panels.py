@@ -7,7 +7,7 @@ import textwrap
 import bpy
 
 from . import backend_manager
-from .sound_strips import active_sound_strip
+from .sound_strips import active_sound_strip, all_strips_name
 
 WRAP_CHARACTERS = 38  # about what the sidebar shows at its default width
 STATE_ICONS = {
@@ -48,8 +48,7 @@ class VIEW3D_PT_bailando_generate(bpy.types.Panel):
         else:
             editor = scene.sequence_editor
             if editor is not None:
-                collection = "strips_all" if hasattr(editor, "strips_all") else "sequences_all"
-                column.prop_search(settings, "strip_name", editor, collection, text="Strip", icon="SOUND")
+                column.prop_search(settings, "strip_name", editor, all_strips_name(editor), text="Strip", icon="SOUND")
             if not settings.strip_name:
                 active = active_sound_strip(scene)
                 column.label(text=f"Active: {active.name}" if active else "No active sound strip", icon="INFO")

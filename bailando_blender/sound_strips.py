@@ -43,13 +43,14 @@ def scene_fps(scene: bpy.types.Scene) -> float:
     return scene.render.fps / scene.render.fps_base
 
 
+def all_strips_name(editor: bpy.types.SequenceEditor) -> str:
+    """The editor's collection of every strip (meta strips' contents too): 5.0's name or the old one."""
+    return "strips_all" if hasattr(editor, "strips_all") else "sequences_all"
+
+
 def all_strips(scene: bpy.types.Scene) -> list[bpy.types.Strip]:
     editor = scene.sequence_editor
-    if editor is None:
-        return []
-    if hasattr(editor, "strips_all"):
-        return list(editor.strips_all)
-    return list(editor.sequences_all)
+    return [] if editor is None else list(getattr(editor, all_strips_name(editor)))
 
 
 def sound_strips(scene: bpy.types.Scene) -> list[bpy.types.Strip]:

@@ -285,11 +285,9 @@ def test_generate_is_greyed_out_with_a_reason() -> None:
 
 
 def run_batch(*arguments: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, backend_manager.BACKEND_PYTHON_ENV: os.environ[backend_manager.BACKEND_PYTHON_ENV]}
-    return subprocess.run(
+    return subprocess.run(  # the backend's Python travels in the environment (see the extension fixture)
         [sys.executable, "-m", "bailando_blender.batch", *arguments, "--quiet"],
         cwd=REPO,
-        env=env,
         capture_output=True,
         text=True,
         timeout=300,

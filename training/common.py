@@ -102,6 +102,17 @@ class Logger:
         print(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()), flush=True)
 
 
+def optimiser_step(
+    optimiser: torch.optim.Optimizer, loss: torch.Tensor, parameters, max_grad_norm: float | None = None
+) -> None:
+    """Backpropagate ``loss`` and step, clipping the gradients' norm first when asked."""
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    optimiser.step()
+
+
 def save_train_state(path: Path, step: int, model: torch.nn.Module, optimiser: torch.optim.Optimizer) -> None:
     """Resume state for the training machine (torch's own format; never shipped)."""
     temporary = path.with_suffix(".tmp")

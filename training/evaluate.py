@@ -15,7 +15,7 @@ import numpy as np
 from backend.generator import DanceGenerator
 from backend.motion_representation import decode_motion
 from backend.music_features import BEAT_COLUMN, FPS, MusicFeatures, song_features
-from backend.pipeline import generate
+from backend.pipeline import floor_height, generate
 from backend.sampling import SamplingConfig
 from bailando_blender import skeleton as sk
 
@@ -63,7 +63,7 @@ def main() -> None:
             frames = slice(bounds[i], bounds[i + 1])
             rotations, translation = decode_motion(data["upper"][frames], data["lower"][frames])
             positions, _ = sk.forward_kinematics(rotations, translation)
-            positions[..., 1] -= np.percentile(positions[..., 1].min(axis=1), 5)
+            positions[..., 1] -= floor_height(positions)
             music = features_as_music(data["features"][frames].astype(np.float32))
             rows.append(summary(positions, FPS, music.beat_times))
             print(name, " ".join(f"{k} {v:.3f}" for k, v in rows[-1].items()), flush=True)

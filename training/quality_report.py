@@ -30,7 +30,7 @@ import numpy as np
 from backend.generator import DanceGenerator
 from backend.motion_representation import decode_motion
 from backend.music_features import FPS, MusicFeatures, song_features
-from backend.pipeline import generate
+from backend.pipeline import floor_height, generate
 from backend.sampling import SamplingConfig
 from bailando_blender.skeleton import forward_kinematics, quaternion_to_matrix
 
@@ -39,7 +39,6 @@ from .evaluate import features_as_music
 
 RETRIEVAL_SECONDS = 8.0  # length of the stretches the retrieval baseline matches
 CLIP_SECONDS = 10.0  # FID and diversity are computed on clips of this length
-GROUNDING_PERCENTILE = 5  # as the pipeline: the feet's 5th-percentile height is the floor
 
 
 @dataclass
@@ -52,7 +51,7 @@ class Motion:
 
 def motion_from(rotations: np.ndarray, translation: np.ndarray) -> Motion:
     positions, _ = forward_kinematics(rotations, translation)
-    positions[..., 1] -= np.percentile(positions[..., 1].min(axis=1), GROUNDING_PERCENTILE)
+    positions[..., 1] -= floor_height(positions)
     return Motion(rotations, positions)
 
 

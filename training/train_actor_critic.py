@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from backend.motion_representation import decode_motion
 from backend.music_features import BEAT_COLUMN
+from backend.pipeline import floor_height
 from bailando_blender.skeleton import forward_kinematics
 from models.checkpoint import read_checkpoint, restore_network, save_checkpoint
 from models.critic import Critic, CriticConfig
@@ -39,7 +40,9 @@ from models.gpt import GPTConfig, MotionGPT
 from models.vqvae import MotionVQVAE, VQVAEConfig
 
 from .beat_reward import RewardWeights, step_rewards
-from .common import Logger, setup_distributed
+from .common import Logger, optimiser_step, setup_distributed
+
+MAX_GRAD_NORM = 1.0  # gradient clipping of both networks, as the GPT's own training
 
 
 @dataclass
@@ -106,7 +109,7 @@ def score_one(task: tuple[np.ndarray, np.ndarray, np.ndarray, int, RewardWeights
     upper_motion, lower_motion, beats, per_token, weights = task
     rotations, translation = decode_motion(upper_motion, lower_motion)
     positions, _ = forward_kinematics(rotations, translation)
-    positions[..., 1] -= np.percentile(positions[..., 1].min(axis=1), 5)  # as the pipeline grounds dances
+    positions[..., 1] -= floor_height(positions)  # as the pipeline grounds dances
     return step_rewards(positions, beats, per_token, weights)
 
 
@@ -144,8 +147,7 @@ def discounted_returns(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
 
 def critic_values(critic: torch.nn.Module, music: torch.Tensor, upper: torch.Tensor, lower: torch.Tensor):
     """V(s_t): the critic sees the music up to step t and the tokens before it (shifted by one)."""
-    shift = lambda tokens: F.pad(tokens[:, :-1], (1, 0))  # noqa: E731
-    return critic(music, shift(upper), shift(lower))
+    return critic(music, F.pad(upper[:, :-1], (1, 0)), F.pad(lower[:, :-1], (1, 0)))
 
 
 def main() -> None:
@@ -238,20 +240,14 @@ def main() -> None:
         returns = discounted_returns(rewards - cfg.kl_weight * kl, cfg.gamma)
         values = critic_values(critic_model, music, upper, lower)
         critic_loss = F.mse_loss(values, returns)
-        critic_optimiser.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        torch.nn.utils.clip_grad_norm_(critic.parameters(), 1.0)
-        critic_optimiser.step()
+        optimiser_step(critic_optimiser, critic_loss, critic.parameters(), MAX_GRAD_NORM)
 
         actor_loss = torch.zeros((), device=env.device)
         if training_actor:
             advantage = returns - values.detach()
             advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-6)
             actor_loss = -(advantage * log_probs).mean()
-            actor_optimiser.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            torch.nn.utils.clip_grad_norm_(gpt.parameters(), 1.0)
-            actor_optimiser.step()
+            optimiser_step(actor_optimiser, actor_loss, gpt.parameters(), MAX_GRAD_NORM)
         iteration += 1
         if iteration % cfg.log_every == 0:
             logger.log(

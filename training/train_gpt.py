@@ -25,7 +25,7 @@ from models.checkpoint import read_checkpoint, restore_network, save_checkpoint
 from models.gpt import GPTConfig, MotionGPT
 from models.vqvae import MotionVQVAE, VQVAEConfig
 
-from .common import Dataset, Logger, load_train_state, save_train_state, setup_distributed
+from .common import Dataset, Logger, load_train_state, optimiser_step, save_train_state, setup_distributed
 
 
 @dataclass
@@ -164,10 +164,7 @@ def main() -> None:
             group["lr"] = cfg.learning_rate * min(1.0, (step + 1) / cfg.warmup_steps)
         with autocast:
             loss = token_loss(model, music, upper, lower, cfg.token_corruption, gpt.cfg.num_upper_codes)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(gpt.parameters(), 1.0)
-        optimiser.step()
+        optimiser_step(optimiser, loss, gpt.parameters(), max_grad_norm=1.0)
         step += 1
         if step % cfg.log_every == 0:
             logger.log(step, loss=loss.item())
