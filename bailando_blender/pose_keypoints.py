@@ -9,8 +9,9 @@ left hip/knee/ankle, right eye, left eye, right ear, left ear), then the 6 foot 
 Without the user's SMPL mesh these are **derived from the skeleton**: joints map directly
 where OpenPose has them (shoulders, elbows, wrists, hips, knees, ankles; neck = between the
 shoulders); face and foot points are fixed offsets in the head's and the feet's own frames,
-measured by eye on the neutral SMPL body; hands carry only the wrist (the skeleton has no
-fingers), their other 20 points get confidence 0.
+measured by eye on the neutral SMPL body. SMPL's hand is one rigid, flat, open hand (no
+finger joints), so the 21 hand points are a flat hand laid out in the wrist's frame, sized by
+eye on the neutral SMPL mesh: they turn with the wrist, the fingers never curl.
 """
 
 from __future__ import annotations
@@ -51,14 +52,36 @@ FOOT_OFFSETS = {
     "heel": (0.0, -0.08, -0.05),
 }
 
+# The left hand's 21 points (OpenPose order: wrist, then thumb, index, middle, ring, little
+# finger, four points each from the knuckle to the tip), metres in the wrist's frame as
+# (along the hand, towards the thumb, below the palm). In SMPL's rest pose the left hand
+# points along +X with the palm down and the thumb forward (+Z); the right hand mirrors X.
+HAND_LAYOUT = (
+    (0.0, 0.0, 0.0),
+    (0.025, 0.022, 0.01), (0.047, 0.04, 0.015), (0.07, 0.055, 0.015), (0.09, 0.065, 0.015),
+    (0.095, 0.025, 0.0), (0.133, 0.028, 0.0), (0.158, 0.029, 0.0), (0.178, 0.03, 0.0),
+    (0.1, 0.005, 0.0), (0.143, 0.005, 0.0), (0.17, 0.005, 0.0), (0.192, 0.005, 0.0),
+    (0.095, -0.014, 0.0), (0.133, -0.016, 0.0), (0.157, -0.017, 0.0), (0.177, -0.018, 0.0),
+    (0.086, -0.032, 0.0), (0.114, -0.037, 0.0), (0.132, -0.04, 0.0), (0.148, -0.042, 0.0),
+)  # fmt: skip
 
-def whole_body_keypoints(positions: np.ndarray, global_rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+
+def hand_offsets(side: str) -> np.ndarray:
+    """(21, 3) the hand points in the wrist's frame, SMPL axes, metres."""
+    layout = np.array(HAND_LAYOUT)
+    offsets = np.stack([layout[:, 0], -layout[:, 2], layout[:, 1]], axis=-1)
+    return offsets * [-1.0, 1.0, 1.0] if side == "right" else offsets
+
+
+def whole_body_keypoints(positions: np.ndarray, global_rotations: np.ndarray) -> np.ndarray:
     """(T, 24, 3) joint positions and (T, 24, 3, 3) global joint rotations (SMPL's frame, from
-    ``skeleton.forward_kinematics``) -> (T, NUM_KEYPOINTS, 3) keypoints and (NUM_KEYPOINTS,)
-    whether each is known (False: hand points the skeleton cannot place)."""
+    ``skeleton.forward_kinematics``) -> (T, NUM_KEYPOINTS, 3) keypoints.
+
+    ``global_rotations`` may be any per-joint linear frames that take an offset in SMPL's
+    axes to the frame of ``positions`` (Blender's world, scaled with the armature object).
+    """
     frames = positions.shape[0]
     points = np.zeros((frames, NUM_KEYPOINTS, 3))
-    known = np.ones(NUM_KEYPOINTS, dtype=bool)
     for index, name in enumerate(BODY_18):
         if name in DIRECT:
             points[:, index] = positions[:, J[DIRECT[name]]]
@@ -76,8 +99,10 @@ def whole_body_keypoints(positions: np.ndarray, global_rotations: np.ndarray) ->
             offset = offset * [-1.0, 1.0, 1.0]
         points[:, start + index] = positions[:, ankle] + global_rotations[:, ankle] @ offset
     start += len(FEET)
-    for hand, wrist in enumerate(("left_wrist", "right_wrist")):
+    for hand, side in enumerate(("left", "right")):
         first = start + hand * HAND_POINTS
-        points[:, first] = positions[:, J[wrist]]
-        known[first + 1 : first + HAND_POINTS] = False
-    return points, known
+        wrist = J[f"{side}_wrist"]
+        points[:, first : first + HAND_POINTS] = positions[:, wrist, None] + np.einsum(
+            "tij,kj->tki", global_rotations[:, wrist], hand_offsets(side)
+        )
+    return points

@@ -8,8 +8,11 @@ import numpy as np
 from .projection import CameraModel
 
 
-def camera_model(scene: bpy.types.Scene, camera: bpy.types.Object) -> CameraModel:
-    """The model of ``camera`` (an object with camera data) for ``scene``'s render size."""
+def camera_model(
+    scene: bpy.types.Scene, camera: bpy.types.Object, resolution: tuple[int, int] | None = None
+) -> CameraModel:
+    """The model of ``camera`` (an object with camera data) for ``scene``'s render size, or for
+    ``resolution`` (width, height in square pixels) when given."""
     if camera is None or camera.type != "CAMERA":
         raise ValueError(f"'{getattr(camera, 'name', None)}' is not a camera")
     data = camera.data
@@ -17,6 +20,11 @@ def camera_model(scene: bpy.types.Scene, camera: bpy.types.Object) -> CameraMode
         raise ValueError(f"camera '{camera.name}' is {data.type}: only perspective and orthographic are supported")
     render = scene.render
     scale = render.resolution_percentage / 100.0
+    if resolution is None:
+        width, height = round(render.resolution_x * scale), round(render.resolution_y * scale)
+        aspect = (render.pixel_aspect_x, render.pixel_aspect_y)
+    else:
+        (width, height), aspect = resolution, (1.0, 1.0)
     return CameraModel(
         world_to_camera=np.linalg.inv(np.array(camera.matrix_world)),
         orthographic=data.type == "ORTHO",
@@ -27,8 +35,8 @@ def camera_model(scene: bpy.types.Scene, camera: bpy.types.Object) -> CameraMode
         sensor_fit=data.sensor_fit,
         shift_x=data.shift_x,
         shift_y=data.shift_y,
-        resolution_x=round(render.resolution_x * scale),
-        resolution_y=round(render.resolution_y * scale),
-        pixel_aspect_x=render.pixel_aspect_x,
-        pixel_aspect_y=render.pixel_aspect_y,
+        resolution_x=width,
+        resolution_y=height,
+        pixel_aspect_x=aspect[0],
+        pixel_aspect_y=aspect[1],
     )

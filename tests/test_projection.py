@@ -90,7 +90,7 @@ def test_keypoints_of_the_rest_pose_sit_where_a_body_has_them() -> None:
 
     rotations = np.tile(np.eye(3), (1, 24, 1, 1))
     positions, global_rotations = sk.forward_kinematics(rotations, np.array([[0.0, sk.REST_PELVIS_HEIGHT, 0.0]]))
-    points, known = kp.whole_body_keypoints(positions, global_rotations)
+    points = kp.whole_body_keypoints(positions, global_rotations)
     assert points.shape == (1, kp.NUM_KEYPOINTS, 3) and kp.NUM_KEYPOINTS == 18 + 6 + 42
     body = {name: points[0, i] for i, name in enumerate(kp.BODY_18)}
     np.testing.assert_allclose(body["left_wrist"], positions[0, sk.JOINT_NAMES.index("left_wrist")])
@@ -98,7 +98,12 @@ def test_keypoints_of_the_rest_pose_sit_where_a_body_has_them() -> None:
     assert body["left_eye"][0] > 0 > body["right_eye"][0]  # SMPL's +X is the body's left
     feet = {name: points[0, 18 + i] for i, name in enumerate(kp.FEET)}
     assert feet["left_big_toe"][2] > feet["left_heel"][2] and abs(feet["left_heel"][1]) < 0.05  # on the floor
-    assert known[:24].all() and known[24] and not known[25:45].any() and known[45] and not known[46:].any()
+    hands = points[0, 24:].reshape(2, kp.HAND_POINTS, 3)
+    np.testing.assert_allclose(hands[:, 0], positions[0, [sk.JOINT_NAMES.index("left_wrist"), sk.JOINT_NAMES.index("right_wrist")]])
+    middle_tip = hands[:, 12] - hands[:, 0]
+    assert middle_tip[0, 0] > 0.15 and middle_tip[1, 0] < -0.15  # fingers on along each arm
+    thumb_tip = hands[:, 4] - hands[:, 0]
+    assert thumb_tip[0, 2] > 0.05 and thumb_tip[1, 2] > 0.05  # thumbs forward, palms down
 
 
 def test_keypoints_turn_with_the_head() -> None:
@@ -108,7 +113,7 @@ def test_keypoints_turn_with_the_head() -> None:
     rotations = np.tile(np.eye(3), (2, 24, 1, 1))
     rotations[1, 15] = sk.axis_angle_to_matrix(np.array([0.0, np.pi / 2, 0.0]))  # head turned to its left
     positions, global_rotations = sk.forward_kinematics(rotations, np.zeros((2, 3)))
-    points, _ = kp.whole_body_keypoints(positions, global_rotations)
+    points = kp.whole_body_keypoints(positions, global_rotations)
     nose = kp.BODY_18.index("nose")
     head = positions[:, 15]
     assert points[0, nose, 2] - head[0, 2] > 0.1 and points[1, nose, 0] - head[1, 0] > 0.1

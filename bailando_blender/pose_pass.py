@@ -1,0 +1,369 @@
+"""The 2D pose pass: the keyed dance seen through a camera, as keypoints, OpenPose JSON and a guide video.
+
+The armature's pose is computed from its action's F-curves and its bones' rest matrices in
+numpy (keys only: constraints, drivers and an animated armature object are not followed),
+so a 3-minute dance needs no frame-by-frame scene update. Keypoints come from the skeleton
+(``pose_keypoints``): the dance's joints where OpenPose has joints, fixed offsets in the
+head's, feet's and wrists' frames for face, feet and hands. Confidence: 1 visible,
+``HIDDEN_CONFIDENCE`` behind the body (``occlusion``), 0 outside the frame or behind the
+camera. Everything is staged in a scratch folder inside the output folder and moved in at
+the end, so a failure leaves no half-written pass.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from . import occlusion, pose_files, pose_guides
+from .armature import ArmatureError, check_smpl_armature
+from .keyframes import SLOTTED_ACTIONS
+from .pose_keypoints import whole_body_keypoints
+from .preview import quiet_stdout
+from .projection import CameraModel, project
+from .scene_camera import camera_model
+from .skeleton import JOINT_NAMES, SMPL_TO_BLENDER, quaternion_to_matrix
+
+HIDDEN_CONFIDENCE = 0.5  # a keypoint the body hides: above pose_guides.DRAW_THRESHOLD, so it is drawn
+DEFAULT_SIZE = (512, 896)  # width, height in pixels: X-Dancer's 896 x 512 portrait frames
+DEFAULT_FPS = 30.0  # X-Dancer's frame rate
+AUTO_CAMERA_NAME = "Pose Pass Camera"
+AUTO_LENS_MM = 50.0
+AUTO_SENSOR_MM = 36.0
+AUTO_MARGIN = 1.1  # the framed dancer's extent times this fills the frame
+VIDEO_NAME = "pose_guides.mp4"
+
+
+class PosePassError(Exception):
+    """A setting or scene the pass cannot work with (one line for the user)."""
+
+
+@dataclass
+class PosePassSettings:
+    folder: str
+    first_frame: int
+    last_frame: int
+    camera: str = ""  # a camera object's name; "" the scene camera; "AUTO" a camera that frames the dancer
+    width: int = DEFAULT_SIZE[0]
+    height: int = DEFAULT_SIZE[1]
+    fps: float = DEFAULT_FPS
+    video: bool = True
+
+
+@dataclass
+class ArmatureMotion:
+    """positions (T, 24, 3) world metres; frames (T, 24, 3, 3) joint frames taking SMPL-axes
+    offsets to the world (object scale included); scale: the object's scale."""
+
+    positions: np.ndarray
+    frames: np.ndarray
+    scale: float
+
+
+# --- the armature's pose from its keys ----------------------------------------------------
+
+
+def _fcurves(rig: bpy.types.Object) -> dict[tuple[str, int], bpy.types.FCurve]:
+    animation = rig.animation_data
+    if animation is None or animation.action is None:
+        return {}
+    if SLOTTED_ACTIONS:
+        from bpy_extras.anim_utils import action_get_channelbag_for_slot
+
+        bag = action_get_channelbag_for_slot(animation.action, animation.action_slot)
+        curves = list(bag.fcurves) if bag is not None else []
+    else:
+        curves = list(animation.action.fcurves)
+    return {(curve.data_path, curve.array_index): curve for curve in curves if not curve.mute}
+
+
+def _channel(curves: dict, bone: bpy.types.PoseBone, prop: str, scene_frames: np.ndarray) -> np.ndarray:
+    """(T, N) the property's values at the frames: keyed where an F-curve exists, else its current value."""
+    current = np.array(getattr(bone, prop), dtype=np.float64)
+    values = np.tile(current, (len(scene_frames), 1))
+    path = f'pose.bones["{bone.name}"].{prop}'
+    for index in range(len(current)):
+        curve = curves.get((path, index))
+        if curve is not None:
+            values[:, index] = [curve.evaluate(frame) for frame in scene_frames]
+    return values
+
+
+def _rotation_matrices(bone: bpy.types.PoseBone, curves: dict, scene_frames: np.ndarray) -> np.ndarray:
+    from mathutils import Euler, Quaternion
+
+    mode = bone.rotation_mode
+    if mode == "QUATERNION":
+        quaternions = _channel(curves, bone, "rotation_quaternion", scene_frames)
+        return quaternion_to_matrix(quaternions)
+    if mode == "AXIS_ANGLE":
+        values = _channel(curves, bone, "rotation_axis_angle", scene_frames)
+        return np.array([np.array(Quaternion(v[1:], v[0]).to_matrix()) for v in values])
+    values = _channel(curves, bone, "rotation_euler", scene_frames)
+    return np.array([np.array(Euler(v, mode).to_matrix()) for v in values])
+
+
+def armature_motion(rig: bpy.types.Object, scene_frames: np.ndarray) -> ArmatureMotion:
+    """The SMPL joints of ``rig`` (an SMPL-named armature) at the given (fractional) scene frames."""
+    curves = _fcurves(rig)
+    count = len(scene_frames)
+    world = np.array(rig.matrix_world)
+    posed: dict[str, np.ndarray] = {}
+    for bone in sorted(rig.pose.bones, key=lambda b: len(b.parent_recursive)):
+        rest = np.array(bone.bone.matrix_local)
+        basis = np.tile(np.eye(4), (count, 1, 1))
+        basis[:, :3, :3] = _rotation_matrices(bone, curves, scene_frames) * _channel(
+            curves, bone, "scale", scene_frames
+        )[:, None, :]
+        basis[:, :3, 3] = _channel(curves, bone, "location", scene_frames)
+        if bone.parent is None:
+            posed[bone.name] = rest @ basis
+        else:
+            parent_rest = np.array(bone.parent.bone.matrix_local)
+            posed[bone.name] = posed[bone.parent.name] @ (np.linalg.inv(parent_rest) @ rest) @ basis
+    positions = np.empty((count, len(JOINT_NAMES), 3))
+    frames = np.empty((count, len(JOINT_NAMES), 3, 3))
+    for joint, name in enumerate(JOINT_NAMES):
+        matrix = world @ posed[name]
+        rest = np.array(rig.data.bones[name].matrix_local)[:3, :3]
+        positions[:, joint] = matrix[:, :3, 3]
+        # Posed rotation relative to rest, in world, applied to SMPL axes laid out as the rest pose's.
+        frames[:, joint] = world[:3, :3] @ posed[name][:, :3, :3] @ np.linalg.inv(rest) @ SMPL_TO_BLENDER
+    scale = float(abs(np.linalg.det(world[:3, :3])) ** (1.0 / 3.0))
+    return ArmatureMotion(positions=positions, frames=frames, scale=scale)
+
+
+# --- the camera ---------------------------------------------------------------------------
+
+
+def framing_camera(points: np.ndarray, facing: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float]:
+    """A level camera in front of the dancer that keeps every point in frame.
+
+    points (..., 3) world; facing (3,) the dancer's front (towards the viewer). Returns the
+    camera object's (4, 4) world matrix and its lens in mm (AUTO_SENSOR_MM wide sensor, fit AUTO).
+    """
+    flat = points.reshape(-1, 3)
+    low, high = flat.min(axis=0), flat.max(axis=0)
+    centre = 0.5 * (low + high)
+    front = np.array([facing[0], facing[1], 0.0])
+    front = front / (np.linalg.norm(front) or 1.0)
+    side = np.array([-front[1], front[0], 0.0])
+    across = np.abs((flat - centre) @ side).max()
+    up = 0.5 * (high[2] - low[2])
+    depth = np.abs((flat - centre) @ front).max()
+    longer = max(width, height)
+    half_width = 0.5 * AUTO_SENSOR_MM / AUTO_LENS_MM * width / longer  # view plane at 1 m
+    half_height = 0.5 * AUTO_SENSOR_MM / AUTO_LENS_MM * height / longer
+    distance = AUTO_MARGIN * max(across / half_width, up / half_height) + depth
+    position = centre + front * distance
+    # Camera axes in the world: +X to the image's right, +Y up, looking down -Z (towards the dancer).
+    matrix = np.eye(4)
+    matrix[:3, 0] = np.cross((0.0, 0.0, 1.0), front)
+    matrix[:3, 1] = (0.0, 0.0, 1.0)
+    matrix[:3, 2] = front
+    matrix[:3, 3] = position
+    return matrix, AUTO_LENS_MM
+
+
+def _auto_camera(scene: bpy.types.Scene, motion: ArmatureMotion, rig: bpy.types.Object, settings: PosePassSettings):
+    facing = -np.array(rig.matrix_world)[:3, 1]  # the SMPL dancer faces its armature's -Y
+    matrix, lens = framing_camera(motion.positions, facing, settings.width, settings.height)
+    camera = bpy.data.objects.get(AUTO_CAMERA_NAME)
+    if camera is None or camera.type != "CAMERA":
+        camera = bpy.data.objects.new(AUTO_CAMERA_NAME, bpy.data.cameras.new(AUTO_CAMERA_NAME))
+    if camera.name not in scene.collection.all_objects:
+        scene.collection.objects.link(camera)
+    camera.data.type = "PERSP"
+    camera.data.lens = lens
+    camera.data.sensor_width = AUTO_SENSOR_MM
+    camera.data.sensor_fit = "AUTO"
+    camera.data.shift_x = camera.data.shift_y = 0.0
+    from mathutils import Matrix
+
+    camera.matrix_world = Matrix(matrix.tolist())  # a plain sequence would be read column by column
+    return camera
+
+
+def pass_camera(scene: bpy.types.Scene, name: str) -> bpy.types.Object | None:
+    """The camera object the settings name (None: AUTO)."""
+    if name == "AUTO":
+        return None
+    camera = bpy.data.objects.get(name) if name else scene.camera
+    if camera is None:
+        raise PosePassError("2D pose pass: the scene has no camera (choose one, or Auto)" if not name else
+                            f"2D pose pass: no object named '{name}'")
+    if camera.type != "CAMERA":
+        raise PosePassError(f"2D pose pass: '{camera.name}' is not a camera")
+    return camera
+
+
+def keypoints_2d(motion: ArmatureMotion, camera: CameraModel) -> tuple[np.ndarray, np.ndarray]:
+    """(T, K, 3) pixels + confidence and (T, K, 3) world points."""
+    points = whole_body_keypoints(motion.positions, motion.frames)
+    pixels, depth = project(points, camera)
+    inside = (
+        (depth > 0)
+        & (pixels[..., 0] >= 0)
+        & (pixels[..., 0] <= camera.resolution_x)
+        & (pixels[..., 1] >= 0)
+        & (pixels[..., 1] <= camera.resolution_y)
+    )
+    camera_to_world = np.linalg.inv(camera.world_to_camera)
+    eye = None if camera.orthographic else camera_to_world[:3, 3]
+    view = -camera_to_world[:3, 2] / np.linalg.norm(camera_to_world[:3, 2])
+    centres, radii = occlusion.body_spheres(motion.positions, motion.frames, motion.scale)
+    behind = occlusion.hidden(points, centres, radii, eye, view, motion.scale)
+    confidence = np.where(inside, np.where(behind, HIDDEN_CONFIDENCE, 1.0), 0.0)
+    keypoints = np.concatenate([np.nan_to_num(pixels), confidence[..., None]], axis=-1)
+    return keypoints, points
+
+
+def sample_frames(scene: bpy.types.Scene, settings: PosePassSettings) -> np.ndarray:
+    """Scene frames (fractional) of the pass's samples at settings.fps over first..last."""
+    scene_fps = scene.render.fps / scene.render.fps_base
+    seconds = (settings.last_frame - settings.first_frame + 1) / scene_fps
+    count = max(1, math.floor(seconds * settings.fps + 1e-9))
+    return settings.first_frame + np.arange(count) * (scene_fps / settings.fps)
+
+
+# --- the guide video ----------------------------------------------------------------------
+
+
+def _copy_sounds(source: bpy.types.Scene, target: bpy.types.Scene, settings: PosePassSettings) -> None:
+    """The source scene's sound strips over first..last, re-timed to the target's frame rate (frame 1 = first)."""
+    editor = source.sequence_editor
+    if editor is None:
+        return
+    source_fps = source.render.fps / source.render.fps_base
+    per_frame = settings.fps / source_fps
+
+    def at(frame: float) -> int:
+        return 1 + round((frame - settings.first_frame) * per_frame)
+
+    strips = editor.strips_all if hasattr(editor, "strips_all") else editor.sequences_all
+    target_strips = target.sequence_editor.strips if hasattr(target.sequence_editor, "strips") else (
+        target.sequence_editor.sequences
+    )
+    last = at(settings.last_frame + 1)
+    for strip in strips:
+        if strip.type != "SOUND" or strip.mute or strip.sound is None:
+            continue
+        start, end = max(at(strip.frame_final_start), 1), min(at(strip.frame_final_end), last)
+        if start >= end:
+            continue
+        copy = target_strips.new_sound(strip.name, bpy.path.abspath(strip.sound.filepath), 2, at(strip.frame_start))
+        copy.frame_final_start, copy.frame_final_end = start, end
+        copy.volume = strip.volume
+
+
+def render_guide_video(
+    scene: bpy.types.Scene, frame_folder: Path, count: int, path: Path, settings: PosePassSettings
+) -> None:
+    """The PNG guide frames 000000.png.. in frame_folder -> an H.264 MP4 at settings.fps with the scene's sound."""
+    video = bpy.data.scenes.new("Pose Pass Video")
+    try:
+        video.render.fps, video.render.fps_base = round(settings.fps), round(settings.fps) / settings.fps
+        video.render.resolution_x, video.render.resolution_y = settings.width, settings.height
+        video.render.resolution_percentage = 100
+        video.frame_start, video.frame_end = 1, count
+        editor = video.sequence_editor_create()
+        strips = editor.strips if hasattr(editor, "strips") else editor.sequences
+        images = strips.new_image("guides", str(frame_folder / "000000.png"), 1, 1)
+        for index in range(1, count):
+            images.elements.append(f"{index:06d}.png")
+        _copy_sounds(scene, video, settings)
+        image_settings = video.render.image_settings
+        if hasattr(image_settings, "media_type"):  # 5.0 splits images from videos
+            image_settings.media_type = "VIDEO"
+        image_settings.file_format = "FFMPEG"
+        video.render.ffmpeg.format = "MPEG4"
+        video.render.ffmpeg.codec = "H264"
+        video.render.ffmpeg.audio_codec = "AAC"
+        video.render.use_file_extension = False
+        video.render.use_sequencer = True
+        video.render.filepath = str(path)
+        with quiet_stdout():
+            bpy.ops.render.render(animation=True, scene=video.name)
+    finally:
+        bpy.data.scenes.remove(video)
+
+
+# --- the pass -----------------------------------------------------------------------------
+
+
+def write_pose_pass(scene: bpy.types.Scene, rig: bpy.types.Object, settings: PosePassSettings) -> Iterator[float]:
+    """Write the pass into settings.folder; yields progress 0..1 (the caller drives it). Raises PosePassError."""
+    try:
+        check_smpl_armature(rig)
+    except ArmatureError as error:
+        raise PosePassError(f"2D pose pass: {error}") from None
+    if settings.width < 16 or settings.height < 16 or settings.width % 2 or settings.height % 2:
+        raise PosePassError(f"2D pose pass: size {settings.width}x{settings.height} must be even and at least 16")
+    if not 0 < settings.fps <= 240:
+        raise PosePassError(f"2D pose pass: fps must be in (0, 240], got {settings.fps:g}")
+    if settings.last_frame < settings.first_frame:
+        raise PosePassError(f"2D pose pass: frames {settings.first_frame}-{settings.last_frame} are empty")
+    folder = Path(bpy.path.abspath(settings.folder)) if settings.folder else None
+    if folder is None or (folder.exists() and not folder.is_dir()):
+        raise PosePassError(f"2D pose pass: output folder '{settings.folder}' is not a folder")
+    camera = pass_camera(scene, settings.camera)
+    scene_frames = sample_frames(scene, settings)
+    motion = armature_motion(rig, scene_frames)
+    yield 0.1
+    if camera is None:
+        camera = _auto_camera(scene, motion, rig, settings)
+    model = camera_model(scene, camera, resolution=(settings.width, settings.height))
+    keypoints, points = keypoints_2d(motion, model)
+    yield 0.2
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".pose-pass-", dir=folder))
+    try:
+        stem = Path(bpy.data.filepath).stem if bpy.data.filepath else "dance"
+        pose_files.write_keypoint_files(
+            staging, stem, keypoints, points, scene_frames, settings.fps, settings.width, settings.height, camera.name
+        )
+        yield 0.3
+        if settings.video:
+            frame_folder = staging / "frames"
+            frame_folder.mkdir()
+            image = bpy.data.images.new("Pose Guide", settings.width, settings.height, alpha=False)
+            try:
+                rgba = np.ones((settings.height, settings.width, 4), dtype=np.float32)
+                image.file_format = "PNG"
+                for index, frame in enumerate(keypoints):
+                    # Blender's pixel rows run bottom-up.
+                    rgba[..., :3] = pose_guides.draw_pose(frame, settings.width, settings.height)[::-1] / 255.0
+                    image.pixels.foreach_set(rgba.ravel())
+                    image.filepath_raw = str(frame_folder / f"{index:06d}.png")
+                    image.save()
+                    if index % 30 == 0:
+                        yield 0.3 + 0.6 * index / len(keypoints)
+            finally:
+                bpy.data.images.remove(image)
+            render_guide_video(scene, frame_folder, len(keypoints), staging / VIDEO_NAME, settings)
+            for png in frame_folder.iterdir():
+                png.unlink()
+            frame_folder.rmdir()
+        pose_files.move_into(staging, folder)
+    finally:
+        if staging.exists():
+            for path in sorted(staging.rglob("*"), reverse=True):
+                path.rmdir() if path.is_dir() else path.unlink()
+            staging.rmdir()
+    yield 1.0
+
+
+def run_pose_pass(scene: bpy.types.Scene, rig: bpy.types.Object, settings: PosePassSettings) -> str:
+    """Run the whole pass; returns a one-line summary."""
+    for _ in write_pose_pass(scene, rig, settings):
+        pass
+    folder = bpy.path.abspath(settings.folder)
+    count = len(sample_frames(scene, settings))
+    return f"2D pose pass: {count} frames at {settings.fps:g} fps in {os.path.normpath(folder)}"
