@@ -29,7 +29,7 @@ case "${1:-demo}" in
         ensure_venv "$VENV" blender pyproject.toml -e ".[blender]"
         mkdir -p out
         "$VENV/bin/python" -m bailando_blender.batch examples/florist_excerpt.ogg \
-            --out out/florist_excerpt_dance.blend --preview
+            --out out/florist_excerpt_dance.blend --preview --pose2d out/florist_excerpt_pose2d
         "$VENV/bin/python" -m backend generate examples/florist_excerpt.ogg --out out/florist_excerpt_dance.bvh --quiet
         echo "out/florist_excerpt_dance.bvh"
         ;;
@@ -39,7 +39,7 @@ case "${1:-demo}" in
         "$VENV/bin/python" -m pytest -q "${@:2}"
         ensure_venv "$LTS_VENV" lts "$LTS_REQUIREMENTS" -r "$LTS_REQUIREMENTS"
         BAILANDO_BACKEND_PYTHON="$PWD/$VENV/bin/python" "$LTS_VENV/bin/python" -m pytest -q -p no:cacheprovider \
-            tests/test_blender_extension.py tests/test_projection.py "${@:2}"
+            tests/test_blender_extension.py tests/test_projection.py tests/test_pose_pass.py tests/test_pose_guides.py "${@:2}"
         ;;
     *)
         echo "usage: ./run.sh demo|test" >&2

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import bpy
 
-from . import backend_manager, generation, preview
+from . import backend_manager, generation, pose_pass, preview
 from .backend_client import BackendError
 
 AUDIO_SUFFIXES = (".wav", ".ogg", ".flac", ".mp3")
@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-beat-markers", action="store_true")
     parser.add_argument("--preview", action="store_true", help="also render <out>.mp4 (Workbench, with the song)")
     parser.add_argument("--preview-seconds", type=float, default=PREVIEW_SECONDS, help="0: the whole dance")
+    parser.add_argument(
+        "--pose2d", type=Path, default=None, help="also write the 2D pose pass here (a subfolder per song for several)"
+    )
+    parser.add_argument("--pose2d-camera", default="AUTO", help="AUTO (frames the dancer), SCENE, or a camera's name")
+    parser.add_argument("--pose2d-no-video", action="store_true", help="keypoints and JSON only, no guide video")
     parser.add_argument("--smpl-model-folder", default="", help="your SMPL model folder: a skinned SMPL body")
     parser.add_argument("--backend-python", default="", help="Python of the backend's environment")
     parser.add_argument("--device", choices=backend_manager.DEVICES, default="auto")
@@ -142,8 +147,16 @@ def dance_scene(args: argparse.Namespace, settings: BatchSettings, label: str) -
     return rig
 
 
-def save(scene: bpy.types.Scene, rig: bpy.types.Object, target: Path, args: argparse.Namespace, stage: bool) -> str:
-    """Write the .blend (staged with a camera, light and floor when ``stage``) and the preview video."""
+def save(
+    scene: bpy.types.Scene,
+    rig: bpy.types.Object,
+    target: Path,
+    args: argparse.Namespace,
+    stage: bool,
+    pose_folder: Path | None,
+) -> str:
+    """Write the .blend (staged with a camera, light and floor when ``stage``), the preview video
+    and the 2D pose pass (into ``pose_folder``)."""
     if stage or args.preview:
         preview.stage_scene(scene, rig)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -158,6 +171,15 @@ def save(scene: bpy.types.Scene, rig: bpy.types.Object, target: Path, args: argp
             last = min(last, scene.frame_start + round(args.preview_seconds * scene.render.fps) - 1)
         video = preview.render_preview(scene, str(target.with_suffix(".mp4")), scene.frame_start, last)
         report += f"; preview {video}"
+    if pose_folder is not None:
+        settings = pose_pass.PosePassSettings(
+            folder=str(pose_folder.resolve()),
+            first_frame=scene.frame_start,
+            last_frame=scene.frame_end,
+            camera={"AUTO": "AUTO", "SCENE": ""}.get(args.pose2d_camera, args.pose2d_camera),
+            video=not args.pose2d_no_video,
+        )
+        report += "; " + pose_pass.run_pose_pass(scene, rig, settings)
     return report
 
 
@@ -191,8 +213,11 @@ def run_songs(args: argparse.Namespace) -> int:
         scene.frame_start = 1
         try:
             rig = dance_scene(args, settings_from(args, audio_source="FILE", audio_file=str(song.resolve())), song.name)
-            print(f"{save(scene, rig, target, args, stage=True)} ({time.perf_counter() - started:.1f} s)")
-        except generation.DanceError as error:
+            pose_folder = None
+            if args.pose2d is not None:
+                pose_folder = args.pose2d / song.stem if len(songs) > 1 else args.pose2d
+            print(f"{save(scene, rig, target, args, True, pose_folder)} ({time.perf_counter() - started:.1f} s)")
+        except (generation.DanceError, pose_pass.PosePassError) as error:
             sys.stderr.write(f"\nerror: {song}: {error}\n")
             failures += 1
     return EXIT_FAILED if failures else 0
@@ -206,7 +231,7 @@ def run_open_scene(args: argparse.Namespace) -> int:
     target = args.out or (Path(bpy.data.filepath) if bpy.data.filepath else None)
     if target is None:
         raise BatchError("--out is needed: the open scene was never saved")
-    print(save(scene, rig, target, args, stage=False))
+    print(save(scene, rig, target, args, False, args.pose2d))
     return 0
 
 
@@ -218,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.songs and (args.strip or args.armature):
             raise BatchError("--strip and --armature apply to the open scene; give no songs with them")
         return run_songs(args) if args.songs else run_open_scene(args)
-    except (BatchError, generation.DanceError, BackendError, ValueError) as error:
+    except (BatchError, generation.DanceError, BackendError, pose_pass.PosePassError, ValueError) as error:
         sys.stderr.write(f"\nerror: {error}\n")
         return EXIT_FAILED
     except KeyboardInterrupt:

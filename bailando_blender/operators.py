@@ -1,4 +1,5 @@
-"""Operators: Generate Dance (modal in the UI, blocking in background mode), Cancel, Restart Backend."""
+"""Operators: Generate Dance (modal in the UI, blocking in background mode), Cancel, Restart Backend,
+Write 2D Pose Pass (modal in the UI, blocking in background mode)."""
 
 from __future__ import annotations
 
@@ -199,7 +200,98 @@ class BAILANDO_OT_restart_backend(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (BAILANDO_OT_generate_dance, BAILANDO_OT_cancel_dance, BAILANDO_OT_restart_backend)
+def pose_pass_settings(scene: bpy.types.Scene):  # -> pose_pass.PosePassSettings
+    from .pose_pass import PosePassSettings
+
+    properties = scene.bailando_pose2d
+    camera = {"AUTO": "AUTO", "SCENE": ""}.get(properties.camera_mode)
+    if camera is None:
+        camera = properties.camera.name if properties.camera is not None else "AUTO"
+    return PosePassSettings(
+        folder=properties.folder,
+        first_frame=scene.frame_start,
+        last_frame=scene.frame_end,
+        camera=camera,
+        width=properties.width,
+        height=properties.height,
+        fps=properties.fps,
+        video=properties.video,
+    )
+
+
+class BAILANDO_OT_write_pose_pass(bpy.types.Operator):
+    """Write the active dancer's 2D pose pass over the scene's frame range: keypoints, OpenPose JSON, guide video"""
+
+    bl_idname = "bailando.write_pose_pass"
+    bl_label = "Write 2D Pose Pass"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if context.scene is None or not hasattr(context.scene, "bailando_pose2d"):
+            return False
+        if job_state(context).running:
+            cls.poll_message_set("Wait for the running job")
+            return False
+        obj = context.active_object
+        if obj is None or obj.type != "ARMATURE":
+            cls.poll_message_set("Select the dancing armature")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from .pose_pass import PosePassError, run_pose_pass
+
+        try:
+            message = run_pose_pass(context.scene, context.active_object, pose_pass_settings(context.scene))
+        except (PosePassError, OSError) as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        self.report({"INFO"}, message)
+        return {"FINISHED"}
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        from .pose_pass import write_pose_pass
+
+        state = job_state(context)
+        self.settings = pose_pass_settings(context.scene)
+        self.steps = write_pose_pass(context.scene, context.active_object, self.settings)
+        state.running, state.progress, state.stage, state.error, state.message = True, 0.0, "2D pose pass", "", ""
+        self.timer = context.window_manager.event_timer_add(TIMER_INTERVAL_S, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        from .pose_pass import PosePassError
+
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        state = job_state(context)
+        try:
+            state.progress = next(self.steps)  # one slice of work per tick keeps the UI alive
+        except StopIteration:
+            return self.stop(context, f"2D pose pass written to {bpy.path.abspath(self.settings.folder)}", False)
+        except (PosePassError, OSError) as error:
+            return self.stop(context, str(error), True)
+        redraw_panels(context)
+        return {"RUNNING_MODAL"}
+
+    def stop(self, context: bpy.types.Context, message: str, failed: bool) -> set[str]:
+        state = job_state(context)
+        context.window_manager.event_timer_remove(self.timer)
+        state.running = False
+        state.error, state.message = (message, "") if failed else ("", message)
+        self.report({"ERROR"} if failed else {"INFO"}, message)
+        redraw_panels(context)
+        return {"CANCELLED"} if failed else {"FINISHED"}
+
+
+CLASSES = (
+    BAILANDO_OT_generate_dance,
+    BAILANDO_OT_cancel_dance,
+    BAILANDO_OT_restart_backend,
+    BAILANDO_OT_write_pose_pass,
+)
 
 
 def register() -> None:

@@ -83,9 +83,40 @@ class VIEW3D_PT_bailando_generate(bpy.types.Panel):
         row.operator("bailando.restart_backend", text="", icon="FILE_REFRESH")
 
 
+class VIEW3D_PT_bailando_pose_pass(bpy.types.Panel):
+    bl_label = "2D Pose Pass"
+    bl_idname = "VIEW3D_PT_bailando_pose_pass"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Dance"
+    bl_parent_id = "VIEW3D_PT_bailando_generate"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        settings = context.scene.bailando_pose2d
+        layout.prop(settings, "folder")
+        layout.prop(settings, "camera_mode")
+        if settings.camera_mode == "OBJECT":
+            layout.prop(settings, "camera")
+        column = layout.column(align=True)
+        column.prop(settings, "width")
+        column.prop(settings, "height")
+        layout.prop(settings, "fps")
+        layout.prop(settings, "video")
+        layout.operator("bailando.write_pose_pass", icon="OUTLINER_OB_ARMATURE")
+
+
+CLASSES = (VIEW3D_PT_bailando_generate, VIEW3D_PT_bailando_pose_pass)
+
+
 def register() -> None:
-    bpy.utils.register_class(VIEW3D_PT_bailando_generate)
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
 
 
 def unregister() -> None:
-    bpy.utils.unregister_class(VIEW3D_PT_bailando_generate)
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -45,14 +45,17 @@ BODY_LIMBS = tuple(
 _F = {name: len(BODY_18) + index for index, name in enumerate(FEET)}
 # Feet as body-25 draws them: ankle to big toe, big toe to small toe, ankle to heel.
 FOOT_LIMBS = tuple(
-    (_B[f"{side}_ankle"], _F[f"{side}_{part}"]) if part != "small_toe" else (_F[f"{side}_big_toe"], _F[f"{side}_small_toe"])
+    (_B[f"{side}_ankle"], _F[f"{side}_{part}"])
+    if part != "small_toe"
+    else (_F[f"{side}_big_toe"], _F[f"{side}_small_toe"])
     for side in ("left", "right")
     for part in ("big_toe", "small_toe", "heel")
 )
 FOOT_COLOURS = ((0, 0, 255), (0, 0, 255), (0, 0, 255), (0, 255, 255), (0, 255, 255), (0, 255, 255))
 HAND_BONES = tuple((0 if joint % 4 == 1 else joint - 1, joint) for joint in range(1, HAND_POINTS))
 HAND_COLOURS = tuple(
-    tuple(round(255 * c) for c in colorsys.hsv_to_rgb(bone / len(HAND_BONES), 1.0, 1.0)) for bone in range(len(HAND_BONES))
+    tuple(round(255 * c) for c in colorsys.hsv_to_rgb(bone / len(HAND_BONES), 1.0, 1.0))
+    for bone in range(len(HAND_BONES))
 )
 HAND_POINT_COLOUR = (0, 0, 255)
 

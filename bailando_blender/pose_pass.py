@@ -27,18 +27,15 @@ from .armature import ArmatureError, check_smpl_armature
 from .keyframes import SLOTTED_ACTIONS
 from .pose_keypoints import whole_body_keypoints
 from .preview import quiet_stdout
-from .projection import CameraModel, project
+from .projection import FRAMING_SENSOR_MM, POSE_PASS_SIZE, CameraModel, framing_camera, project
 from .scene_camera import camera_model
 from .skeleton import JOINT_NAMES, SMPL_TO_BLENDER, quaternion_to_matrix
 
 HIDDEN_CONFIDENCE = 0.5  # a keypoint the body hides: above pose_guides.DRAW_THRESHOLD, so it is drawn
-DEFAULT_SIZE = (512, 896)  # width, height in pixels: X-Dancer's 896 x 512 portrait frames
 DEFAULT_FPS = 30.0  # X-Dancer's frame rate
 AUTO_CAMERA_NAME = "Pose Pass Camera"
-AUTO_LENS_MM = 50.0
-AUTO_SENSOR_MM = 36.0
-AUTO_MARGIN = 1.1  # the framed dancer's extent times this fills the frame
 VIDEO_NAME = "pose_guides.mp4"
+FRAMES_PER_STEP = 8  # guide frames drawn between progress reports (~0.2 s: the UI stays responsive)
 
 
 class PosePassError(Exception):
@@ -51,8 +48,8 @@ class PosePassSettings:
     first_frame: int
     last_frame: int
     camera: str = ""  # a camera object's name; "" the scene camera; "AUTO" a camera that frames the dancer
-    width: int = DEFAULT_SIZE[0]
-    height: int = DEFAULT_SIZE[1]
+    width: int = POSE_PASS_SIZE[0]
+    height: int = POSE_PASS_SIZE[1]
     fps: float = DEFAULT_FPS
     video: bool = True
 
@@ -119,9 +116,9 @@ def armature_motion(rig: bpy.types.Object, scene_frames: np.ndarray) -> Armature
     for bone in sorted(rig.pose.bones, key=lambda b: len(b.parent_recursive)):
         rest = np.array(bone.bone.matrix_local)
         basis = np.tile(np.eye(4), (count, 1, 1))
-        basis[:, :3, :3] = _rotation_matrices(bone, curves, scene_frames) * _channel(
-            curves, bone, "scale", scene_frames
-        )[:, None, :]
+        basis[:, :3, :3] = (
+            _rotation_matrices(bone, curves, scene_frames) * _channel(curves, bone, "scale", scene_frames)[:, None, :]
+        )
         basis[:, :3, 3] = _channel(curves, bone, "location", scene_frames)
         if bone.parent is None:
             posed[bone.name] = rest @ basis
@@ -143,38 +140,10 @@ def armature_motion(rig: bpy.types.Object, scene_frames: np.ndarray) -> Armature
 # --- the camera ---------------------------------------------------------------------------
 
 
-def framing_camera(points: np.ndarray, facing: np.ndarray, width: int, height: int) -> tuple[np.ndarray, float]:
-    """A level camera in front of the dancer that keeps every point in frame.
-
-    points (..., 3) world; facing (3,) the dancer's front (towards the viewer). Returns the
-    camera object's (4, 4) world matrix and its lens in mm (AUTO_SENSOR_MM wide sensor, fit AUTO).
-    """
-    flat = points.reshape(-1, 3)
-    low, high = flat.min(axis=0), flat.max(axis=0)
-    centre = 0.5 * (low + high)
-    front = np.array([facing[0], facing[1], 0.0])
-    front = front / (np.linalg.norm(front) or 1.0)
-    side = np.array([-front[1], front[0], 0.0])
-    across = np.abs((flat - centre) @ side).max()
-    up = 0.5 * (high[2] - low[2])
-    depth = np.abs((flat - centre) @ front).max()
-    longer = max(width, height)
-    half_width = 0.5 * AUTO_SENSOR_MM / AUTO_LENS_MM * width / longer  # view plane at 1 m
-    half_height = 0.5 * AUTO_SENSOR_MM / AUTO_LENS_MM * height / longer
-    distance = AUTO_MARGIN * max(across / half_width, up / half_height) + depth
-    position = centre + front * distance
-    # Camera axes in the world: +X to the image's right, +Y up, looking down -Z (towards the dancer).
-    matrix = np.eye(4)
-    matrix[:3, 0] = np.cross((0.0, 0.0, 1.0), front)
-    matrix[:3, 1] = (0.0, 0.0, 1.0)
-    matrix[:3, 2] = front
-    matrix[:3, 3] = position
-    return matrix, AUTO_LENS_MM
-
-
 def _auto_camera(scene: bpy.types.Scene, motion: ArmatureMotion, rig: bpy.types.Object, settings: PosePassSettings):
     facing = -np.array(rig.matrix_world)[:3, 1]  # the SMPL dancer faces its armature's -Y
-    matrix, lens = framing_camera(motion.positions, facing, settings.width, settings.height)
+    points = whole_body_keypoints(motion.positions, motion.frames)
+    matrix, lens = framing_camera(points, facing, settings.width, settings.height, FRAMING_SENSOR_MM)
     camera = bpy.data.objects.get(AUTO_CAMERA_NAME)
     if camera is None or camera.type != "CAMERA":
         camera = bpy.data.objects.new(AUTO_CAMERA_NAME, bpy.data.cameras.new(AUTO_CAMERA_NAME))
@@ -182,7 +151,7 @@ def _auto_camera(scene: bpy.types.Scene, motion: ArmatureMotion, rig: bpy.types.
         scene.collection.objects.link(camera)
     camera.data.type = "PERSP"
     camera.data.lens = lens
-    camera.data.sensor_width = AUTO_SENSOR_MM
+    camera.data.sensor_width = FRAMING_SENSOR_MM
     camera.data.sensor_fit = "AUTO"
     camera.data.shift_x = camera.data.shift_y = 0.0
     from mathutils import Matrix
@@ -197,8 +166,11 @@ def pass_camera(scene: bpy.types.Scene, name: str) -> bpy.types.Object | None:
         return None
     camera = bpy.data.objects.get(name) if name else scene.camera
     if camera is None:
-        raise PosePassError("2D pose pass: the scene has no camera (choose one, or Auto)" if not name else
-                            f"2D pose pass: no object named '{name}'")
+        raise PosePassError(
+            "2D pose pass: the scene has no camera (choose one, or Auto)"
+            if not name
+            else f"2D pose pass: no object named '{name}'"
+        )
     if camera.type != "CAMERA":
         raise PosePassError(f"2D pose pass: '{camera.name}' is not a camera")
     return camera
@@ -248,8 +220,10 @@ def _copy_sounds(source: bpy.types.Scene, target: bpy.types.Scene, settings: Pos
         return 1 + round((frame - settings.first_frame) * per_frame)
 
     strips = editor.strips_all if hasattr(editor, "strips_all") else editor.sequences_all
-    target_strips = target.sequence_editor.strips if hasattr(target.sequence_editor, "strips") else (
-        target.sequence_editor.sequences
+    target_strips = (
+        target.sequence_editor.strips
+        if hasattr(target.sequence_editor, "strips")
+        else (target.sequence_editor.sequences)
     )
     last = at(settings.last_frame + 1)
     for strip in strips:
@@ -314,6 +288,7 @@ def write_pose_pass(scene: bpy.types.Scene, rig: bpy.types.Object, settings: Pos
     if folder is None or (folder.exists() and not folder.is_dir()):
         raise PosePassError(f"2D pose pass: output folder '{settings.folder}' is not a folder")
     camera = pass_camera(scene, settings.camera)
+    bpy.context.view_layer.update()  # object matrices as their transforms now say
     scene_frames = sample_frames(scene, settings)
     motion = armature_motion(rig, scene_frames)
     yield 0.1
@@ -343,7 +318,7 @@ def write_pose_pass(scene: bpy.types.Scene, rig: bpy.types.Object, settings: Pos
                     image.pixels.foreach_set(rgba.ravel())
                     image.filepath_raw = str(frame_folder / f"{index:06d}.png")
                     image.save()
-                    if index % 30 == 0:
+                    if index % FRAMES_PER_STEP == 0:
                         yield 0.3 + 0.6 * index / len(keypoints)
             finally:
                 bpy.data.images.remove(image)

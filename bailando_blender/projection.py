@@ -81,3 +81,35 @@ def project(points: np.ndarray, camera: CameraModel) -> tuple[np.ndarray, np.nda
     v = (plane[..., 1] - y_min) / (y_max - y_min)
     pixels = np.stack([u * camera.resolution_x, (1.0 - v) * camera.resolution_y], axis=-1)
     return pixels, depth
+
+
+POSE_PASS_SIZE = (512, 896)  # width, height in pixels: the 2D pose pass's default, X-Dancer's 896 x 512 portrait
+FRAMING_SENSOR_MM = 36.0  # Blender's default sensor width
+FRAMING_LENS_MM = 50.0  # a normal lens: little perspective distortion of the body
+FRAMING_MARGIN = 1.1  # the framed points' extent times this fills the frame
+
+
+def framing_camera(
+    points: np.ndarray, facing: np.ndarray, width: int, height: int, sensor_mm: float
+) -> tuple[np.ndarray, float]:
+    """A level perspective camera in front of the points that keeps every one of them in frame.
+
+    points (..., 3) world (Z up); facing (3,) the way the dancer faces (towards the camera);
+    width, height: the image in square pixels; sensor_mm: the sensor's width (fit AUTO).
+    Returns the camera object's (4, 4) world matrix and its lens in mm.
+    """
+    flat = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    low, high = flat.min(axis=0), flat.max(axis=0)
+    centre = 0.5 * (low + high)
+    front = np.array([facing[0], facing[1], 0.0])
+    front = front / (np.linalg.norm(front) or 1.0)
+    right = np.cross((0.0, 0.0, 1.0), front)  # the image's right, seen from the camera
+    across = np.abs((flat - centre) @ right).max()
+    up = 0.5 * (high[2] - low[2])
+    depth = np.abs((flat - centre) @ front).max()
+    half_plane = 0.5 * sensor_mm / FRAMING_LENS_MM / max(width, height)  # per pixel, at 1 m
+    distance = FRAMING_MARGIN * max(across / (half_plane * width), up / (half_plane * height)) + depth
+    matrix = np.eye(4)
+    matrix[:3, 0], matrix[:3, 1], matrix[:3, 2] = right, (0.0, 0.0, 1.0), front  # looks down -Z
+    matrix[:3, 3] = centre + front * distance
+    return matrix, FRAMING_LENS_MM

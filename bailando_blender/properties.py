@@ -55,6 +55,39 @@ class DanceSettings(bpy.types.PropertyGroup):
     beat_markers: BoolProperty(name="Beat Markers", description="Mark the music's beats on the timeline", default=True)
 
 
+def _is_camera(_settings: bpy.types.PropertyGroup, obj: bpy.types.Object) -> bool:
+    return obj.type == "CAMERA"
+
+
+class PosePassProperties(bpy.types.PropertyGroup):
+    """The 2D pose pass's settings (defaults: X-Dancer's 896 x 512 portrait frames at 30 fps)."""
+
+    folder: StringProperty(
+        name="Folder",
+        description="Where the keypoints, JSON and guide video go",
+        default="//pose2d/",
+        subtype="DIR_PATH",
+    )
+    camera_mode: EnumProperty(
+        name="Camera",
+        items=[
+            (
+                "AUTO",
+                "Auto",
+                "A level camera in front of the dancer that frames the whole dance (added as 'Pose Pass Camera')",
+            ),
+            ("SCENE", "Scene Camera", "The scene's active camera"),
+            ("OBJECT", "Other Camera", "A camera of your choice"),
+        ],
+        default="AUTO",
+    )
+    camera: PointerProperty(name="Camera Object", type=bpy.types.Object, poll=_is_camera)
+    width: IntProperty(name="Width", description="Pixels", default=512, min=16, max=8192, step=2)
+    height: IntProperty(name="Height", description="Pixels", default=896, min=16, max=8192, step=2)
+    fps: FloatProperty(name="FPS", description="Frames per second of the pass", default=30.0, min=1.0, max=240.0)
+    video: BoolProperty(name="Guide Video", description="Also draw the pose-guide video with the song", default=True)
+
+
 class DanceJobState(bpy.types.PropertyGroup):
     running: BoolProperty(default=False)
     cancel_requested: BoolProperty(default=False)
@@ -64,18 +97,20 @@ class DanceJobState(bpy.types.PropertyGroup):
     error: StringProperty(default="")
 
 
-CLASSES = (DanceSettings, DanceJobState)
+CLASSES = (DanceSettings, PosePassProperties, DanceJobState)
 
 
 def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     bpy.types.Scene.bailando = PointerProperty(type=DanceSettings)
+    bpy.types.Scene.bailando_pose2d = PointerProperty(type=PosePassProperties)
     bpy.types.WindowManager.bailando_job = PointerProperty(type=DanceJobState)
 
 
 def unregister() -> None:
     del bpy.types.WindowManager.bailando_job
+    del bpy.types.Scene.bailando_pose2d
     del bpy.types.Scene.bailando
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

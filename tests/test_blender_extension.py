@@ -299,8 +299,14 @@ def test_batch_cli_writes_a_blend_per_song_and_a_preview(song: Path, tmp_path: P
     songs.mkdir()
     for name in ("a.wav", "b.wav"):
         (songs / name).write_bytes(song.read_bytes())
-    result = run_batch(str(songs), "--out", str(tmp_path / "out"), "--fps", "24", "--preview", "--preview-seconds", "1")
+    result = run_batch(
+        str(songs), "--out", str(tmp_path / "out"), "--fps", "24", "--preview", "--preview-seconds", "1",
+        "--pose2d", str(tmp_path / "pose2d"),
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    for name in ("a", "b"):  # a 2D pose pass per song, at its 30 fps over the 4-s song
+        assert np.load(tmp_path / "pose2d" / name / "keypoints.npz")["keypoints"].shape[0] == SONG_SECONDS * 30
+        assert b"mp4a" in (tmp_path / "pose2d" / name / "pose_guides.mp4").read_bytes()
     for name in ("a", "b"):
         video = (tmp_path / "out" / f"{name}.mp4").read_bytes()
         assert b"avc1" in video and b"mp4a" in video  # H.264 video with an AAC audio track

@@ -18,7 +18,7 @@ def test_a_point_behind_the_torso_is_hidden_and_in_front_is_not() -> None:
     positions, frames = rest_body()
     centres, radii = occlusion.body_spheres(positions, frames)
     chest = positions[0, 6]  # spine2
-    points = np.array([[chest + [0, 0, -0.3], chest + [0, 0, 0.3], chest + [0.6, 0, -0.3]]])
+    points = chest + np.array([[[0, 0, -0.3], [0, 0, 0.3], [0.6, 0, -0.3]]])
     eye = np.array([0.0, 1.0, 4.0])  # in front of the body (+Z)
     hidden = occlusion.hidden(points, centres, radii, eye, np.array([0.0, 0.0, -1.0]))
     assert hidden.tolist() == [[True, False, False]]

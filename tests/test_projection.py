@@ -99,7 +99,9 @@ def test_keypoints_of_the_rest_pose_sit_where_a_body_has_them() -> None:
     feet = {name: points[0, 18 + i] for i, name in enumerate(kp.FEET)}
     assert feet["left_big_toe"][2] > feet["left_heel"][2] and abs(feet["left_heel"][1]) < 0.05  # on the floor
     hands = points[0, 24:].reshape(2, kp.HAND_POINTS, 3)
-    np.testing.assert_allclose(hands[:, 0], positions[0, [sk.JOINT_NAMES.index("left_wrist"), sk.JOINT_NAMES.index("right_wrist")]])
+    np.testing.assert_allclose(
+        hands[:, 0], positions[0, [sk.JOINT_NAMES.index("left_wrist"), sk.JOINT_NAMES.index("right_wrist")]]
+    )
     middle_tip = hands[:, 12] - hands[:, 0]
     assert middle_tip[0, 0] > 0.15 and middle_tip[1, 0] < -0.15  # fingers on along each arm
     thumb_tip = hands[:, 4] - hands[:, 0]

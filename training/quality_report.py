@@ -12,7 +12,8 @@ Methods: the model (``--model``), the GPT without the actor-critic stage (``--wi
 and retrieval: for every 8-s stretch of the song, the training capture's stretch whose music
 features are nearest, laid end to end with the root carried over.
 
-Per dance: BAS, joint speed, jerk, foot skating, PFC, ground penetration, the longest frozen
+Per dance: BAS, BAS 2D (X-Dancer's: on the joints projected as the 2D pose pass's default
+camera sees them), joint speed, jerk, foot skating, PFC, ground penetration, the longest frozen
 stretch, the root's farthest distance and joint-limit violations (``training/metrics.py``).
 Per set: FID_k and FID_g against the held-out captures and Div_k, Div_g
 (``training/dance_features.py``), on 10-s clips so that six songs give enough samples.
@@ -32,7 +33,8 @@ from backend.motion_representation import decode_motion
 from backend.music_features import FPS, MusicFeatures, song_features
 from backend.pipeline import floor_height, generate
 from backend.sampling import SamplingConfig
-from bailando_blender.skeleton import forward_kinematics, quaternion_to_matrix
+from bailando_blender.projection import FRAMING_SENSOR_MM, POSE_PASS_SIZE, CameraModel, framing_camera, project
+from bailando_blender.skeleton import forward_kinematics, points_to_blender, quaternion_to_matrix
 
 from . import dance_features, metrics
 from .evaluate import features_as_music
@@ -55,8 +57,22 @@ def motion_from(rotations: np.ndarray, translation: np.ndarray) -> Motion:
     return Motion(rotations, positions)
 
 
+def projected_joints(positions: np.ndarray) -> np.ndarray:
+    """(T, 24, 3) SMPL-frame positions -> (T, 24, 2) pixels of the 2D pose pass's default camera
+    (level, in front of the dancer, framing the whole dance at X-Dancer's 512 x 896)."""
+    world = points_to_blender(positions)
+    width, height = POSE_PASS_SIZE
+    matrix, lens = framing_camera(world, np.array([0.0, -1.0, 0.0]), width, height, FRAMING_SENSOR_MM)
+    camera = CameraModel(
+        np.linalg.inv(matrix), False, lens, 0.0, FRAMING_SENSOR_MM, FRAMING_SENSOR_MM, "AUTO", 0.0, 0.0, width, height
+    )
+    return project(world, camera)[0]
+
+
 def dance_row(motion: Motion, beat_times: np.ndarray) -> dict[str, float]:
     row = metrics.summary(motion.positions, FPS, beat_times)
+    # X-Dancer's 2D beat alignment: BAS on the joints as the pose pass projects them.
+    row["bas_2d"] = metrics.beat_alignment_score(projected_joints(motion.positions), FPS, beat_times)
     row["penetration_mean_m"] = metrics.ground_penetration(motion.positions)[1]
     row["joint_limit_share"] = metrics.joint_limit_violations(motion.rotations)
     return row
@@ -138,6 +154,7 @@ def mean_row(rows: list[dict[str, float]]) -> dict[str, float]:
 
 COLUMNS = (
     ("bas", "BAS", 3),
+    ("bas_2d", "BAS 2D", 3),
     ("joint_speed_m_s", "speed m/s", 2),
     ("jerk_m_s3", "jerk m/s³", 0),
     ("foot_skating_m_s", "skating m/s", 2),

@@ -1,0 +1,165 @@
+"""The 2D pose pass in real Blender (the bpy module): the pose from keys, pixels, occlusion, files, video."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+import bailando_blender  # noqa: E402  (after the importorskip)
+from bailando_blender import armature, keyframes, pose_pass  # noqa: E402
+from bailando_blender.pose_channels import bone_rotations, root_location  # noqa: E402
+from bailando_blender.pose_keypoints import BODY_18, NUM_KEYPOINTS  # noqa: E402
+from bailando_blender.skeleton import JOINT_NAMES, axis_angle_to_quaternion  # noqa: E402
+
+from .conftest import write_song  # noqa: E402
+
+pytestmark = pytest.mark.slow
+FRAMES = 48  # two seconds at the scene's 24 fps
+
+
+@pytest.fixture(scope="module", autouse=True)
+def extension() -> None:
+    bailando_blender.register()
+    yield
+    bailando_blender.unregister()
+
+
+@pytest.fixture
+def scene() -> bpy.types.Scene:
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = 24, 1.0
+    scene.frame_start, scene.frame_end = 1, FRAMES
+    return scene
+
+
+def keyed_dancer(scene: bpy.types.Scene, spread_rad: float = 0.35) -> bpy.types.Object:
+    """A dancer keyed with random joint rotations and a wandering root, placed, turned and scaled."""
+    rng = np.random.default_rng(0)
+    rig = armature.build_dancer(scene.collection)
+    rest, heads = armature.rest_rotations(rig)
+    joint_rotations = axis_angle_to_quaternion(rng.normal(0.0, spread_rad, (FRAMES, 24, 3)))
+    translation = np.cumsum(rng.normal(0.0, 0.01, (FRAMES, 3)), axis=0) + np.array([0.0, 0.95, 0.0])
+    channels = keyframes.pose_channels(
+        list(JOINT_NAMES),
+        bone_rotations(joint_rotations, rest),
+        JOINT_NAMES[0],
+        root_location(translation, rest[0], heads[0]),
+    )
+    action, slot = keyframes.build_action("test dance", channels, 1)
+    keyframes.assign_action(rig, action, slot)
+    rig.location = (1.0, -2.0, 0.5)
+    rig.rotation_euler = (0.0, 0.0, 1.2)
+    rig.scale = (0.5, 0.5, 0.5)
+    bpy.context.view_layer.update()
+    return rig
+
+
+def evaluated_heads(scene: bpy.types.Scene, rig: bpy.types.Object, frame: float) -> np.ndarray:
+    scene.frame_set(math.floor(frame), subframe=frame - math.floor(frame))
+    return np.array([list(rig.matrix_world @ rig.pose.bones[name].head) for name in JOINT_NAMES])
+
+
+def test_the_pose_from_keys_matches_blenders_evaluated_pose(scene: bpy.types.Scene) -> None:
+    rig = keyed_dancer(scene)
+    frames = np.array([1.0, 7.5, 20.25, 48.0])
+    motion = pose_pass.armature_motion(rig, frames)
+    for index, frame in enumerate(frames):
+        np.testing.assert_allclose(motion.positions[index], evaluated_heads(scene, rig, frame), atol=1e-5)
+    assert motion.scale == pytest.approx(0.5)
+
+
+def test_keypoints_land_on_blenders_own_projection_and_the_back_of_the_body_is_hidden(
+    scene: bpy.types.Scene, tmp_path: Path
+) -> None:
+    from bpy_extras.object_utils import world_to_camera_view
+    from mathutils import Vector
+
+    rig = keyed_dancer(scene, spread_rad=0.15)  # the head turns a little: its face stays away from the camera
+    camera = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+    # Behind the dancer (it faces its armature's -Y, turned 1.2 rad), looking at it.
+    back = np.array(rig.matrix_world)[:3, 1]
+    back = back / np.linalg.norm(back)
+    target = np.array(rig.matrix_world.translation) + np.array([0.0, 0.0, 0.45])
+    camera.location = list(target + 4.0 * back)
+    camera.rotation_euler = (math.pi / 2, 0.0, math.atan2(back[0], -back[1]))
+    bpy.context.view_layer.update()
+    bpy.context.view_layer.objects.active = rig
+    # Blender's projection below uses the scene's render size: make it the pass's.
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 512, 896, 100
+    properties = scene.bailando_pose2d
+    properties.folder, properties.camera_mode, properties.video = str(tmp_path / "pass"), "SCENE", False
+    assert bpy.ops.bailando.write_pose_pass() == {"FINISHED"}
+
+    stored = np.load(tmp_path / "pass" / "keypoints.npz")
+    keypoints, points = stored["keypoints"], stored["points_3d"]
+    assert keypoints.shape == (round(FRAMES / 24 * 30), NUM_KEYPOINTS, 3)
+    width, height = int(stored["width"]), int(stored["height"])
+    for sample in (0, 17):
+        for joint in (0, 5, 30):
+            ndc = world_to_camera_view(scene, camera, Vector(points[sample, joint].tolist()))
+            expected = (ndc.x * width, (1.0 - ndc.y) * height)
+            assert keypoints[sample, joint, :2] == pytest.approx(expected, abs=0.05)
+    nose = BODY_18.index("nose")
+    assert (keypoints[:, nose, 2] == pose_pass.HIDDEN_CONFIDENCE).mean() > 0.9  # the face is behind the head
+    assert (keypoints[:, BODY_18.index("neck"), 2] == 1.0).all()
+    first = json.loads(next(iter(sorted((tmp_path / "pass" / "json").iterdir()))).read_text())
+    assert first["people"][0]["pose_keypoints_2d"][:2] == pytest.approx(keypoints[0, 0, :2], abs=0.01)
+
+
+def test_a_point_outside_the_frame_gets_confidence_zero(scene: bpy.types.Scene, tmp_path: Path) -> None:
+    rig = keyed_dancer(scene)
+    camera = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    scene.collection.objects.link(camera)
+    camera.location = list(np.array(rig.matrix_world.translation) + np.array([0.0, -3.0, 0.45]))
+    camera.rotation_euler = (math.pi / 2, 0.0, 0.0)
+    camera.data.lens = 300.0  # so narrow that the hands leave the frame
+    settings = pose_pass.PosePassSettings(str(tmp_path), 1, FRAMES, camera="Cam", video=False)
+    pose_pass.run_pose_pass(scene, rig, settings)
+    keypoints = np.load(tmp_path / "keypoints.npz")["keypoints"]
+    outside = (keypoints[..., 0] < 0) | (keypoints[..., 0] > 512) | (keypoints[..., 1] < 0) | (keypoints[..., 1] > 896)
+    assert outside.any() and (keypoints[..., 2][outside] == 0.0).all()
+    assert (keypoints[..., 2][~outside] > 0).all()
+
+
+def test_the_guide_video_has_every_frame_and_the_song(scene: bpy.types.Scene, tmp_path: Path) -> None:
+    song = write_song(tmp_path / "clicks.wav", duration_s=3.0)
+    scene.sequence_editor_create()
+    scene.sequence_editor.strips.new_sound("song", str(song), 1, 1)
+    rig = keyed_dancer(scene)
+    settings = pose_pass.PosePassSettings(str(tmp_path / "pass"), 1, FRAMES, camera="AUTO", width=128, height=224)
+    pose_pass.run_pose_pass(scene, rig, settings)
+    video = tmp_path / "pass" / pose_pass.VIDEO_NAME
+    assert b"avc1" in video.read_bytes() and b"mp4a" in video.read_bytes()
+    clip = bpy.data.movieclips.load(str(video))
+    assert clip.frame_duration == round(FRAMES / 24 * 30) and tuple(clip.size) == (128, 224)
+    assert bpy.data.objects[pose_pass.AUTO_CAMERA_NAME].type == "CAMERA"
+    assert sorted(p.name for p in (tmp_path / "pass").iterdir()) == ["json", "keypoints.npz", pose_pass.VIDEO_NAME]
+
+
+@pytest.mark.parametrize("problem", ["not an armature", "folder is a file", "odd size"])
+def test_bad_settings_fail_in_one_line_and_write_nothing(scene: bpy.types.Scene, tmp_path: Path, problem: str) -> None:
+    rig = keyed_dancer(scene)
+    folder = tmp_path / "pass"
+    settings = pose_pass.PosePassSettings(str(folder), 1, FRAMES, camera="AUTO", video=False)
+    if problem == "not an armature":
+        rig = bpy.data.objects[rig.name + armature.BODY_SUFFIX]
+        expected = "is not an armature"
+    elif problem == "folder is a file":
+        folder.write_text("")
+        expected = "is not a folder"
+    else:
+        settings.width = 511
+        expected = "must be even"
+    with pytest.raises(pose_pass.PosePassError, match=expected) as error:
+        pose_pass.run_pose_pass(scene, rig, settings)
+    assert "\n" not in str(error.value)
+    assert not folder.is_dir() and pose_pass.AUTO_CAMERA_NAME not in bpy.data.objects
