@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--fps", type=float, default=float(FPS), help=f"output frame rate (default {FPS})")
     gen.add_argument("--start", type=float, default=0.0, help="dance from this time of the song, seconds")
     gen.add_argument("--end", type=float, default=None, help="dance up to this time of the song, seconds")
+    gen.add_argument(
+        "--stage-radius",
+        type=float,
+        default=None,
+        help="keep the dancer's slow path within this many metres of its start (0: let it wander; default 1.5)",
+    )
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
 
     commands.add_parser("serve", parents=[model], help="serve jobs over stdin/stdout (for the Blender add-on)")
@@ -49,7 +55,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from .errors import UserInputError
     from .generator import DanceGenerator
     from .music_features import song_features
-    from .pipeline import MAX_OUTPUT_FPS, generate
+    from .pipeline import MAX_OUTPUT_FPS, STAGE_RADIUS_M, generate
     from .sampling import SamplingConfig
 
     check_output_path(args.out)
@@ -66,6 +72,7 @@ def run_generate(args: argparse.Namespace) -> int:
         sampling,
         fps=args.fps,
         progress=None if args.quiet else progress_bar,
+        stage_radius_m=STAGE_RADIUS_M if args.stage_radius is None else args.stage_radius,
     )
     save_dance(dance, args.out)
     if not args.quiet:

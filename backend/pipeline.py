@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation, Slerp
 
 from bailando_blender.skeleton import (
@@ -25,6 +26,11 @@ from .sampling import SamplingConfig
 # jumps stay in the air, high enough that one odd frame does not sink the whole dance.
 FLOOR_PERCENTILE = 5.0
 MAX_OUTPUT_FPS = 240.0
+# The generator integrates root velocities, so over minutes its dancer can wander off (up to
+# 15 m in a 3-minute song, measured). By default the slow part of the root's path is held
+# within this radius of where it started (metres; a stage ~3 m across); 0 lets it go.
+STAGE_RADIUS_M = 1.5
+STAGE_SMOOTHING_S = 1.0  # sigma of the "slow part": steps and sways faster than this are untouched
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -93,6 +99,22 @@ def put_on_floor(joint_rotations: np.ndarray, root_translation: np.ndarray) -> n
     return grounded
 
 
+def keep_on_stage(root_translation: np.ndarray, fps: float, radius_m: float) -> np.ndarray:
+    """(T, 3) root positions (Y up) -> the same with the smoothed horizontal path pulled back to
+    within ``radius_m`` of its start. The pull follows the smoothed path, so it is as slow as
+    the wandering it cancels; everything within the radius is left exactly as it was."""
+    if radius_m <= 0 or len(root_translation) < 2:
+        return root_translation
+    ground = root_translation[:, [0, 2]].astype(np.float64)
+    path = gaussian_filter1d(ground, STAGE_SMOOTHING_S * fps, axis=0, mode="nearest")
+    offset = path - path[0]
+    distance = np.linalg.norm(offset, axis=1, keepdims=True)
+    pull = offset * (np.maximum(distance - radius_m, 0.0) / np.maximum(distance, 1e-9))
+    kept = root_translation.copy()
+    kept[:, [0, 2]] -= pull
+    return kept
+
+
 def generate(
     audio: str | Path | MusicFeatures,
     generator: DanceGenerator,
@@ -102,17 +124,21 @@ def generate(
     cancelled: Callable[[], bool] | None = None,
     start_s: float = 0.0,
     end_s: float | None = None,
+    stage_radius_m: float = STAGE_RADIUS_M,
 ) -> Dance:
     """Dance to a song (a file, or its features already computed).
 
     For a file, only its [start_s, end_s) seconds are danced to (the whole song by default);
-    frame 0 of the dance is then ``start_s`` into the file.
+    frame 0 of the dance is then ``start_s`` into the file. ``stage_radius_m``: see
+    ``keep_on_stage`` (0: the root goes where the generator takes it).
 
     Raises UserInputError for unusable audio or options, CancelledError when
     ``cancelled()`` turns true.
     """
     if not np.isfinite(fps) or not 0 < fps <= MAX_OUTPUT_FPS:
         raise UserInputError("fps", f"must be in (0, {MAX_OUTPUT_FPS:g}], got {fps}")
+    if not np.isfinite(stage_radius_m) or stage_radius_m < 0:
+        raise UserInputError("stage radius", f"must be 0 (off) or more metres, got {stage_radius_m}")
     sampling = sampling or SamplingConfig()
     try:
         sampling.validate()
@@ -135,6 +161,7 @@ def generate(
     report("rotations", 0.0)
     upper, lower = generator.decode(upper_tokens, lower_tokens)
     rotations, translation = decode_motion(upper[: music.num_frames], lower[: music.num_frames])
+    translation = keep_on_stage(translation, FPS, stage_radius_m)
     num_frames = max(1, round(music.duration_s * fps))
     if fps != FPS:
         rotations, translation = resample(rotations, translation, FPS, fps, num_frames)

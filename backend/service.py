@@ -5,7 +5,8 @@ pipes, so no other program can reach it (nothing listens on a port).
 
 Requests (stdin):
   {"op": "submit", "job": ID, "audio": PATH, "out": PATH.npz,
-   "seed": 0, "temperature": 1.0, "top_k": 0, "fps": 30, "start_s": 0.0, "end_s": null}
+   "seed": 0, "temperature": 1.0, "top_k": 0, "fps": 30, "start_s": 0.0, "end_s": null,
+   "stage_radius_m": 1.5}
   (start_s/end_s: dance to that span of the file only, seconds; frame 0 is start_s;
    optional "smpl_model_folder": DIR adds the user's SMPL body mesh to the NPZ)
   {"op": "cancel", "job": ID}
@@ -41,7 +42,7 @@ from .dance_io import save_dance
 from .errors import CancelledError, UserInputError
 from .generator import DanceGenerator
 from .music_features import warm_up
-from .pipeline import generate
+from .pipeline import STAGE_RADIUS_M, generate
 from .sampling import SamplingConfig
 from .smpl_body import SmplBody, load_smpl_body
 
@@ -118,6 +119,7 @@ class Service:
                 cancelled=lambda: job in self.cancelled,
                 start_s=float(request.get("start_s") or 0.0),
                 end_s=None if request.get("end_s") is None else float(request["end_s"]),
+                stage_radius_m=float(request.get("stage_radius_m", STAGE_RADIUS_M)),
             )
             out = save_dance(dance, request["out"], extra)
         except CancelledError:

@@ -49,6 +49,7 @@ class BatchSettings:
     temperature: float = 1.0
     top_k: int = 0
     beat_markers: bool = True
+    stage_radius: float = generation.DEFAULT_STAGE_RADIUS_M
 
 
 class BatchError(Exception):
@@ -66,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=0)
     parser.add_argument("--no-beat-markers", action="store_true")
+    parser.add_argument(
+        "--stage-radius",
+        type=float,
+        default=generation.DEFAULT_STAGE_RADIUS_M,
+        help="metres the dancer may wander from its start (0: free)",
+    )
     parser.add_argument("--preview", action="store_true", help="also render <out>.mp4 (Workbench, with the song)")
     parser.add_argument("--preview-seconds", type=float, default=PREVIEW_SECONDS, help="0: the whole dance")
     parser.add_argument(
@@ -190,6 +197,7 @@ def settings_from(args: argparse.Namespace, **overrides: object) -> BatchSetting
         temperature=args.temperature,
         top_k=args.top_k,
         beat_markers=not args.no_beat_markers,
+        stage_radius=args.stage_radius,
         **overrides,  # type: ignore[arg-type]
     )
 

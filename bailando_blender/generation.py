@@ -27,6 +27,7 @@ from .sound_strips import AudioError, AudioSpan, active_sound_strip, add_sound_s
 from .sound_strips import strip_span as sound_strip_span
 
 BEAT_MARKER_PREFIX = "beat "  # our timeline markers; earlier ones in the keyed range are replaced
+DEFAULT_STAGE_RADIUS_M = 1.5  # metres the dancer's slow path may wander (0: free); the backend's STAGE_RADIUS_M
 FPS_TOLERANCE = 1e-6  # relative: the backend must return the scene's frame rate
 
 
@@ -44,6 +45,7 @@ class JobPlan:
     beat_markers: bool
     scratch_dir: str
     smpl_model_folder: str = ""  # the user's SMPL files, for a skinned SMPL body on a new dancer
+    stage_radius_m: float = DEFAULT_STAGE_RADIUS_M
     out_path: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -58,6 +60,7 @@ class JobPlan:
             "fps": self.span.fps,
             "start_s": self.span.start_s,
             "end_s": self.span.end_s,
+            "stage_radius_m": self.stage_radius_m,
         }
         if self.smpl_model_folder and self.target is None:
             request["smpl_model_folder"] = self.smpl_model_folder
@@ -108,6 +111,7 @@ def plan_job(context: bpy.types.Context, settings: Any, smpl_model_folder: str =
         beat_markers=bool(settings.beat_markers),
         scratch_dir=scratch_dir,
         smpl_model_folder=smpl_model_folder,
+        stage_radius_m=float(settings.stage_radius),
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
+from .generation import DEFAULT_STAGE_RADIUS_M
+
 # Limits of the generator's variation controls (the backend checks them too).
 MAX_TEMPERATURE = 2.0  # above this the moves are noise
 MAX_TOP_K = 512  # the codebook size of the shipped VQ-VAE
@@ -51,6 +53,14 @@ class DanceSettings(bpy.types.PropertyGroup):
     )
     top_k: IntProperty(
         name="Top K", description="Pick among the k likeliest moves only (0: all)", default=0, min=0, max=MAX_TOP_K
+    )
+    stage_radius: FloatProperty(
+        name="Stay Within",
+        description="Keep the dancer's path within this distance of where it starts (0: let it travel freely)",
+        default=DEFAULT_STAGE_RADIUS_M,
+        min=0.0,
+        soft_max=10.0,
+        unit="LENGTH",
     )
     beat_markers: BoolProperty(name="Beat Markers", description="Mark the music's beats on the timeline", default=True)
 

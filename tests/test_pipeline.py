@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy.ndimage import gaussian_filter1d
 
 from backend.errors import CancelledError, UserInputError
 from backend.generator import DanceGenerator
@@ -91,3 +92,32 @@ def test_progress_and_cancel(generator: DanceGenerator, click_song: Path) -> Non
 def test_bad_options(generator: DanceGenerator, click_song: Path, options: dict, message: str) -> None:
     with pytest.raises(UserInputError, match=message):
         generate(click_song, generator, **options)
+
+
+def test_keep_on_stage_holds_a_wandering_root_and_leaves_steps_alone() -> None:
+    from backend.pipeline import STAGE_SMOOTHING_S, keep_on_stage
+
+    fps = 30.0
+    t = np.arange(round(60 * fps)) / fps
+    sway = np.stack([0.2 * np.sin(2 * np.pi * t), np.full_like(t, 0.9), 0.1 * np.cos(2 * np.pi * t)], axis=1)
+    walk = np.stack([0.25 * t, np.zeros_like(t), np.zeros_like(t)], axis=1)  # 15 m in a minute
+    kept = keep_on_stage(sway + walk, fps, 1.5)
+    slow = gaussian_filter1d(kept[:, [0, 2]], STAGE_SMOOTHING_S * fps, axis=0, mode="nearest")
+    assert np.linalg.norm(slow - slow[0], axis=1).max() < 1.5 + 0.1  # re-smoothing rounds the corner a little
+    assert np.abs(kept[:, 1] - 0.9).max() == 0.0  # height untouched
+    # The pull is never faster than the walk it cancels, and once the walk is held the sway is intact.
+    pull_speed = np.linalg.norm(np.diff(kept - (sway + walk), axis=0), axis=1) * fps
+    assert pull_speed.max() < 0.25 + 0.01
+    held = slice(round(20 * fps), round(55 * fps))
+    np.testing.assert_allclose(kept[held, 0] - kept[held, 0].mean(), sway[held, 0], atol=0.02)
+    # Within the radius, or with the radius off, nothing moves.
+    np.testing.assert_array_equal(keep_on_stage(sway, fps, 1.5), sway)
+    np.testing.assert_array_equal(keep_on_stage(sway + walk, fps, 0.0), sway + walk)
+
+
+def test_the_extension_and_the_backend_default_to_the_same_stage_radius() -> None:
+    pytest.importorskip("bpy")
+    from backend.pipeline import STAGE_RADIUS_M
+    from bailando_blender.generation import DEFAULT_STAGE_RADIUS_M
+
+    assert DEFAULT_STAGE_RADIUS_M == STAGE_RADIUS_M
