@@ -12,6 +12,10 @@ shoulders); face and foot points are fixed offsets in the head's and the feet's 
 measured by eye on the neutral SMPL body. SMPL's hand is one rigid, flat, open hand (no
 finger joints), so the 21 hand points are a flat hand laid out in the wrist's frame, sized by
 eye on the neutral SMPL mesh: they turn with the wrist, the fingers never curl.
+
+**With the user's SMPL mesh** on the dancer, the face points, the feet and the fingertips are
+the posed mesh's own vertices (the vertices SMPL-X's regressors use, ``SMPL_VERTEX_KEYPOINTS``)
+and each finger's other points are carried along so that the finger ends at its tip.
 """
 
 from __future__ import annotations
@@ -64,6 +68,46 @@ HAND_LAYOUT = (
     (0.095, -0.014, 0.0), (0.133, -0.016, 0.0), (0.157, -0.017, 0.0), (0.177, -0.018, 0.0),
     (0.086, -0.032, 0.0), (0.114, -0.037, 0.0), (0.132, -0.04, 0.0), (0.148, -0.042, 0.0),
 )  # fmt: skip
+
+# SMPL mesh vertex of each keypoint the mesh places (the indices smplx's ``vertex_ids`` lists
+# for SMPL-H, whose body mesh is SMPL's).
+SMPL_VERTEX_KEYPOINTS = {
+    "nose": 332, "right_eye": 6260, "left_eye": 2800, "right_ear": 4071, "left_ear": 583,
+    "left_big_toe": 3216, "left_small_toe": 3226, "left_heel": 3387,
+    "right_big_toe": 6617, "right_small_toe": 6624, "right_heel": 6787,
+}  # fmt: skip
+SMPL_FINGERTIPS = {  # side -> vertices of the thumb, index, middle, ring and little fingertips
+    "left": (2746, 2319, 2445, 2556, 2673),
+    "right": (6191, 5782, 5905, 6016, 6133),
+}
+SMPL_MESH_VERTICES = 6890
+POINTS_PER_FINGER = 4
+
+
+def mesh_vertex_ids() -> np.ndarray:
+    """The SMPL vertices ``mesh_keypoints`` reads, in the order it reads them."""
+    return np.array([*SMPL_VERTEX_KEYPOINTS.values(), *SMPL_FINGERTIPS["left"], *SMPL_FINGERTIPS["right"]])
+
+
+def mesh_keypoints(points: np.ndarray, vertices: np.ndarray) -> np.ndarray:
+    """(T, NUM_KEYPOINTS, 3) skeleton keypoints + (T, V, 3) the posed ``mesh_vertex_ids`` vertices
+    -> the keypoints with face, feet and fingertips on the mesh."""
+    points = points.copy()
+    names = [*BODY_18, *FEET]
+    for column, name in enumerate(SMPL_VERTEX_KEYPOINTS):
+        points[:, names.index(name)] = vertices[:, column]
+    column = len(SMPL_VERTEX_KEYPOINTS)
+    for hand, side in enumerate(("left", "right")):
+        first = len(BODY_18) + len(FEET) + hand * HAND_POINTS
+        for finger in range(len(SMPL_FINGERTIPS[side])):
+            chain = first + np.arange(1 + finger * POINTS_PER_FINGER, 1 + (finger + 1) * POINTS_PER_FINGER)
+            # The finger's points move by a share of the tip's correction: their share of its length.
+            links = np.linalg.norm(np.diff(points[:, [first, *chain]], axis=1), axis=-1)  # (T, 4)
+            share = np.cumsum(links, axis=1) / np.maximum(links.sum(axis=1, keepdims=True), 1e-9)
+            correction = vertices[:, column] - points[:, chain[-1]]
+            points[:, chain] += share[..., None] * correction[:, None]
+            column += 1
+    return points
 
 
 def hand_offsets(side: str) -> np.ndarray:

@@ -4,7 +4,8 @@ The armature's pose is computed from its action's F-curves and its bones' rest m
 numpy (keys only: constraints, drivers and an animated armature object are not followed),
 so a 3-minute dance needs no frame-by-frame scene update. Keypoints come from the skeleton
 (``pose_keypoints``): the dance's joints where OpenPose has joints, fixed offsets in the
-head's, feet's and wrists' frames for face, feet and hands. Confidence: 1 visible,
+head's, feet's and wrists' frames for face, feet and hands; when the dancer wears the user's
+SMPL mesh, face, feet and fingertips are its skinned vertices. Confidence: 1 visible,
 ``HIDDEN_CONFIDENCE`` behind the body (``occlusion``), 0 outside the frame or behind the
 camera. Everything is staged in a scratch folder inside the output folder and moved in at
 the end, so a failure leaves no half-written pass.
@@ -25,7 +26,7 @@ import numpy as np
 from . import occlusion, pose_files, pose_guides
 from .armature import ArmatureError, check_smpl_armature
 from .keyframes import SLOTTED_ACTIONS
-from .pose_keypoints import whole_body_keypoints
+from .pose_keypoints import SMPL_MESH_VERTICES, mesh_keypoints, mesh_vertex_ids, whole_body_keypoints
 from .preview import quiet_stdout
 from .projection import FRAMING_SENSOR_MM, POSE_PASS_SIZE, CameraModel, framing_camera, project
 from .scene_camera import camera_model
@@ -57,11 +58,19 @@ class PosePassSettings:
 @dataclass
 class ArmatureMotion:
     """positions (T, 24, 3) world metres; frames (T, 24, 3, 3) joint frames taking SMPL-axes
-    offsets to the world (object scale included); scale: the object's scale."""
+    offsets to the world (object scale included); scale: the object's scale; mesh_vertices
+    (T, V, 3) world metres: the posed ``pose_keypoints.mesh_vertex_ids`` of the dancer's SMPL
+    mesh, None without one."""
 
     positions: np.ndarray
     frames: np.ndarray
     scale: float
+    mesh_vertices: np.ndarray | None = None
+
+    def keypoints(self) -> np.ndarray:
+        """(T, NUM_KEYPOINTS, 3) world keypoints: from the mesh where it places them, else the skeleton."""
+        points = whole_body_keypoints(self.positions, self.frames)
+        return points if self.mesh_vertices is None else mesh_keypoints(points, self.mesh_vertices)
 
 
 # --- the armature's pose from its keys ----------------------------------------------------
@@ -107,6 +116,42 @@ def _rotation_matrices(bone: bpy.types.PoseBone, curves: dict, scene_frames: np.
     return np.array([np.array(Euler(v, mode).to_matrix()) for v in values])
 
 
+def smpl_body(rig: bpy.types.Object) -> bpy.types.Object | None:
+    """The user's SMPL mesh deformed by ``rig`` (a child with SMPL's vertex count), if any."""
+    for child in rig.children:
+        if (
+            child.type == "MESH"
+            and len(child.data.vertices) == SMPL_MESH_VERTICES
+            and any(modifier.type == "ARMATURE" and modifier.object == rig for modifier in child.modifiers)
+        ):
+            return child
+    return None
+
+
+def _skinned_points(rig: bpy.types.Object, body: bpy.types.Object, posed: dict[str, np.ndarray]) -> np.ndarray:
+    """(T, V, 3) world positions of the mesh_vertex_ids vertices, deformed as the Armature modifier
+    deforms them (linear blend of the bones' rest-to-pose matrices, weights normalised)."""
+    world = np.array(rig.matrix_world)
+    to_armature = np.linalg.inv(world) @ np.array(body.matrix_world)
+    group_names = {group.index: group.name for group in body.vertex_groups}
+    count = len(next(iter(posed.values())))
+    ids = mesh_vertex_ids()
+    result = np.empty((count, len(ids), 3))
+    for column, index in enumerate(ids):
+        vertex = body.data.vertices[int(index)]
+        rest = to_armature @ np.array([*vertex.co, 1.0])
+        blended, total = np.zeros((count, 4)), 0.0
+        for element in vertex.groups:
+            name = group_names.get(element.group)
+            if name in posed and element.weight > 0:
+                skin = posed[name] @ np.linalg.inv(np.array(rig.data.bones[name].matrix_local))
+                blended += element.weight * (skin @ rest)
+                total += element.weight
+        deformed = blended / total if total > 0 else np.tile(rest, (count, 1))
+        result[:, column] = (deformed @ world.T)[:, :3]
+    return result
+
+
 def armature_motion(rig: bpy.types.Object, scene_frames: np.ndarray) -> ArmatureMotion:
     """The SMPL joints of ``rig`` (an SMPL-named armature) at the given (fractional) scene frames."""
     curves = _fcurves(rig)
@@ -134,7 +179,9 @@ def armature_motion(rig: bpy.types.Object, scene_frames: np.ndarray) -> Armature
         # Posed rotation relative to rest, in world, applied to SMPL axes laid out as the rest pose's.
         frames[:, joint] = world[:3, :3] @ posed[name][:, :3, :3] @ np.linalg.inv(rest) @ SMPL_TO_BLENDER
     scale = float(abs(np.linalg.det(world[:3, :3])) ** (1.0 / 3.0))
-    return ArmatureMotion(positions=positions, frames=frames, scale=scale)
+    body = smpl_body(rig)
+    mesh_vertices = None if body is None else _skinned_points(rig, body, posed)
+    return ArmatureMotion(positions=positions, frames=frames, scale=scale, mesh_vertices=mesh_vertices)
 
 
 # --- the camera ---------------------------------------------------------------------------
@@ -142,8 +189,7 @@ def armature_motion(rig: bpy.types.Object, scene_frames: np.ndarray) -> Armature
 
 def _auto_camera(scene: bpy.types.Scene, motion: ArmatureMotion, rig: bpy.types.Object, settings: PosePassSettings):
     facing = -np.array(rig.matrix_world)[:3, 1]  # the SMPL dancer faces its armature's -Y
-    points = whole_body_keypoints(motion.positions, motion.frames)
-    matrix, lens = framing_camera(points, facing, settings.width, settings.height, FRAMING_SENSOR_MM)
+    matrix, lens = framing_camera(motion.keypoints(), facing, settings.width, settings.height, FRAMING_SENSOR_MM)
     camera = bpy.data.objects.get(AUTO_CAMERA_NAME)
     if camera is None or camera.type != "CAMERA":
         camera = bpy.data.objects.new(AUTO_CAMERA_NAME, bpy.data.cameras.new(AUTO_CAMERA_NAME))
@@ -178,7 +224,7 @@ def pass_camera(scene: bpy.types.Scene, name: str) -> bpy.types.Object | None:
 
 def keypoints_2d(motion: ArmatureMotion, camera: CameraModel) -> tuple[np.ndarray, np.ndarray]:
     """(T, K, 3) pixels + confidence and (T, K, 3) world points."""
-    points = whole_body_keypoints(motion.positions, motion.frames)
+    points = motion.keypoints()
     pixels, depth = project(points, camera)
     inside = (
         (depth > 0)

@@ -75,3 +75,20 @@ def test_openpose_json_has_the_layout_readers_expect(tmp_path) -> None:
     stored = np.load(tmp_path / "keypoints.npz")
     assert stored["keypoints"].shape == keypoints.shape and int(stored["height"]) == 896
     assert list(stored["names"][:2]) == ["nose", "neck"] and len(stored["names"]) == pose_keypoints.NUM_KEYPOINTS
+
+
+def test_mesh_keypoints_end_each_finger_on_its_tip_vertex_and_keep_the_wrist() -> None:
+    positions, frames = rest_body()
+    points = pose_keypoints.whole_body_keypoints(positions, frames)
+    vertices = np.random.default_rng(0).normal(0.0, 1.0, (1, len(pose_keypoints.mesh_vertex_ids()), 3))
+    placed = pose_keypoints.mesh_keypoints(points, vertices)
+    first = 18 + 6
+    hands = len(pose_keypoints.SMPL_VERTEX_KEYPOINTS)
+    for hand in range(2):
+        start = first + hand * pose_keypoints.HAND_POINTS
+        np.testing.assert_array_equal(placed[0, start], points[0, start])  # the wrist is the skeleton's
+        for finger in range(5):
+            tip = start + 4 * (finger + 1)
+            np.testing.assert_allclose(placed[0, tip], vertices[0, hands + 5 * hand + finger])
+    nose = pose_keypoints.BODY_18.index("nose")
+    np.testing.assert_array_equal(placed[0, nose], vertices[0, 0])

@@ -14,8 +14,21 @@ bpy = pytest.importorskip("bpy")
 import bailando_blender  # noqa: E402  (after the importorskip)
 from bailando_blender import armature, keyframes, pose_pass  # noqa: E402
 from bailando_blender.pose_channels import bone_rotations, root_location  # noqa: E402
-from bailando_blender.pose_keypoints import BODY_18, NUM_KEYPOINTS  # noqa: E402
-from bailando_blender.skeleton import JOINT_NAMES, axis_angle_to_quaternion  # noqa: E402
+from bailando_blender.pose_keypoints import (  # noqa: E402
+    BODY_18,
+    FEET,
+    NUM_KEYPOINTS,
+    SMPL_FINGERTIPS,
+    SMPL_MESH_VERTICES,
+    SMPL_VERTEX_KEYPOINTS,
+)
+from bailando_blender.skeleton import (  # noqa: E402
+    JOINT_NAMES,
+    PARENTS,
+    REST_PELVIS_HEIGHT,
+    axis_angle_to_quaternion,
+    rest_positions,
+)
 
 from .conftest import write_song  # noqa: E402
 
@@ -39,10 +52,26 @@ def scene() -> bpy.types.Scene:
     return scene
 
 
-def keyed_dancer(scene: bpy.types.Scene, spread_rad: float = 0.35) -> bpy.types.Object:
+def synthetic_smpl_body() -> dict[str, np.ndarray]:
+    """A stand-in for the user's SMPL mesh (the backend's NPZ keys): SMPL's vertex count, each
+    vertex near a joint and skinned to it and its parent."""
+    rng = np.random.default_rng(1)
+    joints = rest_positions() + np.array([0.0, REST_PELVIS_HEIGHT, 0.0])
+    owner = np.arange(SMPL_MESH_VERTICES) % 24
+    vertices = joints[owner] + rng.normal(0.0, 0.05, (SMPL_MESH_VERTICES, 3))
+    weights = np.zeros((SMPL_MESH_VERTICES, 24))
+    weights[np.arange(SMPL_MESH_VERTICES), owner] = 0.7
+    weights[np.arange(SMPL_MESH_VERTICES), np.maximum(np.array(PARENTS)[owner], 0)] += 0.3
+    faces = np.array([[i, i + 1, i + 2] for i in range(0, SMPL_MESH_VERTICES - 2, 3)])
+    return {"body_vertices": vertices, "body_faces": faces, "body_weights": weights, "body_joints": joints}
+
+
+def keyed_dancer(
+    scene: bpy.types.Scene, spread_rad: float = 0.35, body: dict[str, np.ndarray] | None = None
+) -> bpy.types.Object:
     """A dancer keyed with random joint rotations and a wandering root, placed, turned and scaled."""
     rng = np.random.default_rng(0)
-    rig = armature.build_dancer(scene.collection)
+    rig = armature.build_dancer(scene.collection, body=body)
     rest, heads = armature.rest_rotations(rig)
     joint_rotations = axis_angle_to_quaternion(rng.normal(0.0, spread_rad, (FRAMES, 24, 3)))
     translation = np.cumsum(rng.normal(0.0, 0.01, (FRAMES, 3)), axis=0) + np.array([0.0, 0.95, 0.0])
@@ -73,6 +102,27 @@ def test_the_pose_from_keys_matches_blenders_evaluated_pose(scene: bpy.types.Sce
     for index, frame in enumerate(frames):
         np.testing.assert_allclose(motion.positions[index], evaluated_heads(scene, rig, frame), atol=1e-5)
     assert motion.scale == pytest.approx(0.5)
+
+
+def test_with_the_users_smpl_mesh_face_feet_and_fingertips_are_its_skinned_vertices(scene: bpy.types.Scene) -> None:
+    rig = keyed_dancer(scene, body=synthetic_smpl_body())
+    body = pose_pass.smpl_body(rig)
+    assert body is not None
+    frames = np.array([1.0, 30.0])
+    points = pose_pass.armature_motion(rig, frames).keypoints()
+    names = [*BODY_18, *FEET]
+    checks = {names.index(name): vertex for name, vertex in SMPL_VERTEX_KEYPOINTS.items()}
+    checks[len(names) + 12] = SMPL_FINGERTIPS["left"][2]  # left middle fingertip
+    checks[len(names) + 21 + 4] = SMPL_FINGERTIPS["right"][0]  # right thumb tip
+    for sample, frame in enumerate(frames):
+        scene.frame_set(int(frame))
+        evaluated = body.evaluated_get(bpy.context.evaluated_depsgraph_get())
+        mesh = evaluated.to_mesh()
+        world = np.array(body.matrix_world)
+        for keypoint, vertex in checks.items():
+            expected = (world @ np.array([*mesh.vertices[vertex].co, 1.0]))[:3]
+            np.testing.assert_allclose(points[sample, keypoint], expected, atol=1e-5)
+        evaluated.to_mesh_clear()
 
 
 def test_keypoints_land_on_blenders_own_projection_and_the_back_of_the_body_is_hidden(
