@@ -1,0 +1,228 @@
+"""An SMPL dance onto any humanoid armature (pure numpy): pose channels for its bones.
+
+Each mapped bone takes its SMPL joint's rotation **relative to each skeleton's own rest
+pose, in the armature's space**: with ``D`` the joint's posed-from-rest rotation (SMPL's
+global rotation seen in Blender's frame) and ``A`` the rotation that lays the bone's rest
+direction onto the SMPL joint's rest direction, the posed bone is ``D A R`` (``R`` its rest
+rotation). So a T-posed source drives an A-posed target with the arms where the source has
+them, whatever the bones' rolls. A bone the map skips between two mapped bones of one chain
+(a fourth spine bone, a second neck bone) gets a share of the turn between them; other
+unmapped bones keep their rest pose. Local channels then follow from the parents' poses
+(``L = Rᵀ R_parent P_parentᵀ P``).
+
+The hips travel as the SMPL pelvis does, scaled by the ratio of hip heights above the
+ankles, and then move up or down each frame so that the lowest foot is as high above the
+target's floor as the source's is above its own, times that ratio. Everything is in the
+armature's space, where the character is assumed to face -Y with Z up (Blender's and the
+usual exporters' convention); the object's own transform then places it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .rig_layout import TAIL_JOINT, rest_layout
+from .skeleton import (
+    SMPL_TO_BLENDER,
+    forward_kinematics,
+    make_quaternions_continuous,
+    matrix_to_quaternion,
+    quaternion_to_matrix,
+)
+
+PELVIS, LEFT_ANKLE, RIGHT_ANKLE, LEFT_TOES, RIGHT_TOES = 0, 7, 8, 10, 11
+FOOT_JOINTS = (LEFT_ANKLE, RIGHT_ANKLE, LEFT_TOES, RIGHT_TOES)
+
+
+@dataclass(frozen=True)
+class Rig:
+    """A target armature: bone names, parent indices (-1: none; parents before children),
+    (B, 4, 4) rest matrices in armature space (Blender's ``bone.matrix_local``)."""
+
+    names: list[str]
+    parents: list[int]
+    rest: np.ndarray
+
+
+@dataclass(frozen=True)
+class RetargetedDance:
+    """rotations (T, B, 4) every bone's ``rotation_quaternion`` channel (w first);
+    hips_location (T, 3) the mapped pelvis bone's ``location`` channel; hips: its index."""
+
+    rotations: np.ndarray
+    hips_location: np.ndarray
+    hips: int
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
+
+
+def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(3, 3) the smallest rotation taking direction a onto direction b."""
+    a, b = _normalised(a), _normalised(b)
+    axis = np.cross(a, b)
+    sine, cosine = np.linalg.norm(axis), float(a @ b)
+    if sine < 1e-9:
+        if cosine > 0:
+            return np.eye(3)
+        ortho = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
+        axis, sine, cosine = _normalised(ortho), 0.0, -1.0
+        cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+        return np.eye(3) + 2.0 * cross @ cross
+    axis = axis / sine
+    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + sine * cross + (1.0 - cosine) * cross @ cross
+
+
+def _slerp(q0: np.ndarray, q1: np.ndarray, share: float) -> np.ndarray:
+    """(T, 4) quaternions, per frame, the shorter way."""
+    dot = np.sum(q0 * q1, axis=-1, keepdims=True)
+    q1 = np.where(dot < 0, -q1, q1)
+    angle = np.arccos(np.clip(np.abs(dot), -1.0, 1.0))
+    small = angle < 1e-6
+    sine = np.where(small, 1.0, np.sin(angle))
+    w0 = np.where(small, 1.0 - share, np.sin((1.0 - share) * angle) / sine)
+    w1 = np.where(small, share, np.sin(share * angle) / sine)
+    return _normalised(w0 * q0 + w1 * q1)
+
+
+def _source_rest_directions() -> np.ndarray:
+    """(24, 3) each SMPL joint's rest direction (its bone on our dancer), Blender's frame."""
+    layout = rest_layout()
+    return _normalised(layout.tails - layout.heads)
+
+
+def _target_rest_direction(rig: Rig, bone: int, joint: int, mapped: dict[int, int]) -> np.ndarray:
+    """Towards the bone mapped to the joint that continues the SMPL limb, else along the bone (its Y axis)."""
+    child = TAIL_JOINT.get(joint)
+    if child is not None and child in mapped:
+        return rig.rest[mapped[child], :3, 3] - rig.rest[bone, :3, 3]
+    return rig.rest[bone, :3, 1]
+
+
+def _chain_between(rig: Rig, bone: int, is_mapped: np.ndarray) -> tuple[int, int, float] | None:
+    """For an unmapped bone: its nearest mapped ancestor a and the mapped bone c below it on a
+    single chain, and its share of the way from a to c; None when there is no such chain."""
+    above, steps_up = rig.parents[bone], 1
+    while above >= 0 and not is_mapped[above]:
+        above, steps_up = rig.parents[above], steps_up + 1
+    if above < 0:
+        return None
+    below, steps_down = bone, 0
+    while True:
+        children = [child for child, parent in enumerate(rig.parents) if parent == below]
+        if len(children) != 1:
+            return None
+        below, steps_down = children[0], steps_down + 1
+        if is_mapped[below]:
+            return above, below, steps_up / (steps_up + steps_down)
+
+
+def retarget(
+    joint_rotations: np.ndarray, root_translation: np.ndarray, rig: Rig, bone_map: dict[int, int]
+) -> RetargetedDance:
+    """(T, 24, 3, 3) SMPL local rotations + (T, 3) pelvis positions (SMPL frame, floor y = 0)
+    -> channels for ``rig``; ``bone_map``: SMPL joint -> bone index (the pelvis must be mapped)."""
+    if PELVIS not in bone_map:
+        raise ValueError("the bone map has no bone for SMPL's pelvis")
+    frames, bones = len(joint_rotations), len(rig.names)
+    positions, global_rotations = forward_kinematics(joint_rotations, root_translation)
+    turn = SMPL_TO_BLENDER @ global_rotations @ SMPL_TO_BLENDER.T  # (T, 24, 3, 3): D per joint
+    turn_q = matrix_to_quaternion(turn)
+    rest_rotation = rig.rest[:, :3, :3] / np.linalg.norm(rig.rest[:, :3, :3], axis=1, keepdims=True)
+    source_directions = _source_rest_directions()
+    is_mapped = np.zeros(bones, dtype=bool)
+    joint_of = {}
+    for joint, bone in bone_map.items():
+        is_mapped[bone] = True
+        joint_of[bone] = joint
+
+    posed = np.empty((frames, bones, 3, 3))
+    local = np.empty((frames, bones, 3, 3))
+    for bone in range(bones):
+        parent = rig.parents[bone]
+        if is_mapped[bone]:
+            joint = joint_of[bone]
+            align = rotation_between(_target_rest_direction(rig, bone, joint, bone_map), source_directions[joint])
+            posed[:, bone] = turn[:, joint] @ align @ rest_rotation[bone]
+        else:
+            chain = _chain_between(rig, bone, is_mapped)
+            if chain is not None:
+                above, below, share = chain
+                spread = _slerp(turn_q[:, joint_of[above]], turn_q[:, joint_of[below]], share)
+                posed[:, bone] = quaternion_to_matrix(spread) @ rest_rotation[bone]
+            elif parent >= 0:
+                posed[:, bone] = posed[:, parent] @ rest_rotation[parent].T @ rest_rotation[bone]
+            else:
+                posed[:, bone] = rest_rotation[bone]
+        if parent >= 0:
+            local[:, bone] = rest_rotation[bone].T @ rest_rotation[parent] @ np.swapaxes(posed[:, parent], -1, -2)
+            local[:, bone] = local[:, bone] @ posed[:, bone]
+        else:
+            local[:, bone] = rest_rotation[bone].T @ posed[:, bone]
+    rotations = np.stack(
+        [make_quaternions_continuous(matrix_to_quaternion(local[:, bone])) for bone in range(bones)], axis=1
+    )
+
+    hips = bone_map[PELVIS]
+    source = positions @ SMPL_TO_BLENDER.T  # Blender's frame, floor z = 0
+    source_rest = rest_layout().heads
+    ratio, target_floor = _scale_and_floor(rig, bone_map, source_rest)
+    head = np.empty((frames, 3))
+    head[:, :2] = rig.rest[hips, :2, 3] + ratio * (source[:, PELVIS, :2] - source_rest[PELVIS, :2])
+    head[:, 2] = target_floor + ratio * source[:, PELVIS, 2]
+    feet = [bone_map[joint] for joint in FOOT_JOINTS if joint in bone_map]
+    if feet:
+        location = _hips_location(rig, rotations, hips, head)
+        lowest = _bone_heads(rig, rotations, hips, location)[:, feet, 2].min(axis=1)
+        wanted = target_floor + ratio * source[:, [j for j in FOOT_JOINTS if j in bone_map], 2].min(axis=1)
+        head[:, 2] += wanted - lowest
+    return RetargetedDance(rotations=rotations, hips_location=_hips_location(rig, rotations, hips, head), hips=hips)
+
+
+def _scale_and_floor(rig: Rig, bone_map: dict[int, int], source_rest: np.ndarray) -> tuple[float, float]:
+    """The hip-height ratio target / source (above the ankles) and the target's floor height."""
+    ankles = [joint for joint in (LEFT_ANKLE, RIGHT_ANKLE) if joint in bone_map]
+    hips_z = rig.rest[bone_map[PELVIS], 2, 3]
+    if not ankles:  # no legs mapped: the armature's origin is the floor
+        return hips_z / source_rest[PELVIS, 2], 0.0
+    target_ankle = np.mean([rig.rest[bone_map[joint], 2, 3] for joint in ankles])
+    source_ankle = np.mean([source_rest[joint, 2] for joint in ankles])
+    ratio = (hips_z - target_ankle) / (source_rest[PELVIS, 2] - source_ankle)
+    return float(ratio), float(target_ankle - ratio * source_ankle)
+
+
+def _chain_matrices(rig: Rig, rotations: np.ndarray, hips: int, hips_location: np.ndarray | None) -> np.ndarray:
+    """(T, B, 4, 4) posed bone matrices in armature space from the channels."""
+    frames, bones = rotations.shape[:2]
+    basis = np.tile(np.eye(4), (frames, bones, 1, 1))
+    basis[..., :3, :3] = quaternion_to_matrix(rotations)
+    if hips_location is not None:
+        basis[:, hips, :3, 3] = hips_location
+    posed = np.empty_like(basis)
+    for bone in range(bones):
+        parent = rig.parents[bone]
+        offset = rig.rest[bone] if parent < 0 else np.linalg.inv(rig.rest[parent]) @ rig.rest[bone]
+        above = np.eye(4) if parent < 0 else posed[:, parent]
+        posed[:, bone] = above @ offset @ basis[:, bone]
+    return posed
+
+
+def _hips_location(rig: Rig, rotations: np.ndarray, hips: int, head: np.ndarray) -> np.ndarray:
+    """The hips bone's location channel that puts its head at ``head`` (T, 3), armature space."""
+    parent = rig.parents[hips]
+    if parent < 0:
+        frame = np.broadcast_to(rig.rest[hips], (len(head), 4, 4))
+    else:
+        posed = _chain_matrices(rig, rotations, hips, None)
+        frame = posed[:, parent] @ np.linalg.inv(rig.rest[parent]) @ rig.rest[hips]
+    target = np.concatenate([head, np.ones((len(head), 1))], axis=1)
+    return np.einsum("tij,tj->ti", np.linalg.inv(frame), target)[:, :3]
+
+
+def _bone_heads(rig: Rig, rotations: np.ndarray, hips: int, hips_location: np.ndarray) -> np.ndarray:
+    return _chain_matrices(rig, rotations, hips, hips_location)[..., :3, 3]
+

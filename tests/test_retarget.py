@@ -1,0 +1,133 @@
+"""Retargeting an SMPL dance onto other armatures (pure numpy): directions, root path, feet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bailando_blender import retarget as rt
+from bailando_blender.rig_layout import TAIL_JOINT, rest_layout
+from bailando_blender.skeleton import (
+    JOINT_NAMES,
+    PARENTS,
+    REST_PELVIS_HEIGHT,
+    SMPL_TO_BLENDER,
+    axis_angle_to_matrix,
+    forward_kinematics,
+)
+
+LEFT_ARM = (13, 16, 18, 20, 22)  # left collar, shoulder, elbow, wrist, hand
+RIGHT_ARM = (14, 17, 19, 21, 23)
+
+
+def bone_matrix(head: np.ndarray, tail: np.ndarray, roll: float) -> np.ndarray:
+    """A rest matrix with Y along the bone, turned by ``roll`` about it."""
+    turn = rt.rotation_between(np.array([0.0, 1.0, 0.0]), tail - head)
+    c, s = np.cos(roll), np.sin(roll)
+    matrix = np.eye(4)
+    matrix[:3, :3] = turn @ np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+    matrix[:3, 3] = head
+    return matrix
+
+
+def smpl_like_rig(a_pose: bool, unit: float, legs: float, seed: int = 0) -> tuple[rt.Rig, dict[int, int]]:
+    """Our dancer's skeleton renamed and reordered, arms down 45 degrees (A-pose) if asked, in
+    other units and proportions, with random bone rolls; returns it and its bone map."""
+    layout = rest_layout()
+    heads, tails = layout.heads.copy(), layout.tails.copy()
+    if a_pose:
+        for side, chain in ((1.0, LEFT_ARM), (-1.0, RIGHT_ARM)):
+            pivot = heads[chain[1]].copy()
+            turn = axis_angle_to_matrix(np.array([0.0, side * np.pi / 4, 0.0]))
+            for joint in chain[1:]:
+                heads[joint] = pivot + turn @ (heads[joint] - pivot)
+                tails[joint] = pivot + turn @ (tails[joint] - pivot)
+    hips = heads[0].copy()
+    for joint in (1, 2, 4, 5, 7, 8, 10, 11):
+        heads[joint] = hips + (heads[joint] - hips) * [1.0, 1.0, legs]
+        tails[joint] = hips + (tails[joint] - hips) * [1.0, 1.0, legs]
+    lift = heads[[7, 8], 2].min() - rest_layout().heads[[7, 8], 2].min()
+    heads[:, 2] -= lift
+    tails[:, 2] -= lift
+    rng = np.random.default_rng(seed)
+    order = [0, *rng.permutation(np.arange(1, 24))]
+    order = sorted(order, key=lambda joint: depth(joint))  # parents before children
+    names = [f"bone_{JOINT_NAMES[j]}" for j in order]
+    parents = [order.index(PARENTS[j]) if PARENTS[j] >= 0 else -1 for j in order]
+    rest = np.stack([bone_matrix(heads[j] * unit, tails[j] * unit, rng.uniform(-np.pi, np.pi)) for j in order])
+    return rt.Rig(names, parents, rest), {j: order.index(j) for j in range(24)}
+
+
+def depth(joint: int) -> int:
+    return 0 if PARENTS[joint] < 0 else 1 + depth(PARENTS[joint])
+
+
+def random_dance(frames: int = 20, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    rotations = axis_angle_to_matrix(rng.normal(0.0, 0.3, (frames, 24, 3)))
+    translation = np.cumsum(rng.normal(0.0, 0.02, (frames, 3)), axis=0) + [0.0, REST_PELVIS_HEIGHT, 0.0]
+    return rotations, translation
+
+
+def posed_heads(rig: rt.Rig, dance: rt.RetargetedDance) -> np.ndarray:
+    return rt._chain_matrices(rig, dance.rotations, dance.hips, dance.hips_location)[..., :3, 3]
+
+
+def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    cosine = np.sum(a * b, axis=-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+    return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
+
+
+@pytest.mark.parametrize(("a_pose", "unit", "legs"), [(False, 1.0, 1.0), (True, 100.0, 1.15), (True, 1.0, 0.9)])
+def test_every_mapped_bone_points_where_the_source_does(a_pose: bool, unit: float, legs: float) -> None:
+    rig, bone_map = smpl_like_rig(a_pose, unit, legs)
+    rotations, translation = random_dance()
+    dance = rt.retarget(rotations, translation, rig, bone_map)
+    heads = posed_heads(rig, dance)
+    source, _ = forward_kinematics(rotations, translation)
+    source = source @ SMPL_TO_BLENDER.T
+    for joint, child in TAIL_JOINT.items():
+        target_direction = heads[:, bone_map[child]] - heads[:, bone_map[joint]]
+        source_direction = source[:, child] - source[:, joint]
+        assert angle_deg(target_direction, source_direction).max() < 2.0, JOINT_NAMES[joint]
+
+
+def test_the_root_path_is_the_sources_scaled_by_hip_height_and_the_feet_stay_down() -> None:
+    rig, bone_map = smpl_like_rig(True, 100.0, 1.15)
+    rotations, translation = random_dance(40)
+    dance = rt.retarget(rotations, translation, rig, bone_map)
+    heads = posed_heads(rig, dance)
+    source, _ = forward_kinematics(rotations, translation)
+    source = source @ SMPL_TO_BLENDER.T
+    ratio, floor = rt._scale_and_floor(rig, bone_map, rest_layout().heads)
+    assert ratio == pytest.approx(100.0 * 1.15, rel=0.02)  # longer legs: a higher hip above the ankles
+    moved = heads[:, bone_map[0], :2] - heads[0, bone_map[0], :2]
+    np.testing.assert_allclose(moved, ratio * (source[:, 0, :2] - source[0, 0, :2]), atol=1e-6 * ratio)
+    feet = [bone_map[j] for j in rt.FOOT_JOINTS]
+    target_low = heads[:, feet, 2].min(axis=1) - floor
+    source_low = source[:, list(rt.FOOT_JOINTS), 2].min(axis=1)
+    np.testing.assert_allclose(target_low, ratio * source_low, atol=1e-6 * ratio)
+
+
+def test_smpls_rest_pose_lifts_an_a_posed_target_into_the_t_pose() -> None:
+    rig, bone_map = smpl_like_rig(True, 1.0, 1.0)
+    rest_dance = rt.retarget(
+        np.tile(np.eye(3), (1, 24, 1, 1)), np.array([[0.0, REST_PELVIS_HEIGHT, 0.0]]), rig, bone_map
+    )
+    heads = posed_heads(rig, rest_dance)
+    upper_arm = heads[0, bone_map[18]] - heads[0, bone_map[16]]  # left shoulder -> elbow
+    smpl_rest = rest_layout().heads
+    assert angle_deg(upper_arm, smpl_rest[18] - smpl_rest[16]) < 1e-6  # the A-posed arm lifted to SMPL's T-pose
+
+
+def test_an_unmapped_spine_bone_takes_a_share_of_the_turn() -> None:
+    rig, bone_map = smpl_like_rig(False, 1.0, 1.0)
+    spine2 = bone_map.pop(6)  # spine2 unmapped: between spine1 and spine3
+    rotations, translation = random_dance(5)
+    dance = rt.retarget(rotations, translation, rig, bone_map)
+    assert not np.allclose(dance.rotations[:, spine2], [1.0, 0.0, 0.0, 0.0])
+    heads = posed_heads(rig, dance)
+    source, _ = forward_kinematics(rotations, translation)
+    source = source @ SMPL_TO_BLENDER.T
+    neck = heads[:, bone_map[12]] - heads[:, bone_map[9]]
+    assert angle_deg(neck, source[:, 12] - source[:, 9]).max() < 2.0
