@@ -65,7 +65,7 @@ def depth(joint: int) -> int:
 def random_dance(frames: int = 20, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     rotations = axis_angle_to_matrix(rng.normal(0.0, 0.3, (frames, 24, 3)))
-    translation = np.cumsum(rng.normal(0.0, 0.02, (frames, 3)), axis=0) + [0.0, REST_PELVIS_HEIGHT, 0.0]
+    translation = np.cumsum(rng.normal(0.0, 0.02, (frames, 3)), axis=0) + np.array([0.0, REST_PELVIS_HEIGHT, 0.0])
     return rotations, translation
 
 
@@ -117,7 +117,7 @@ def test_smpls_rest_pose_lifts_an_a_posed_target_into_the_t_pose() -> None:
     heads = posed_heads(rig, rest_dance)
     upper_arm = heads[0, bone_map[18]] - heads[0, bone_map[16]]  # left shoulder -> elbow
     smpl_rest = rest_layout().heads
-    assert angle_deg(upper_arm, smpl_rest[18] - smpl_rest[16]) < 1e-6  # the A-posed arm lifted to SMPL's T-pose
+    assert angle_deg(upper_arm, smpl_rest[18] - smpl_rest[16]) < 1e-4  # the A-posed arm lifted to SMPL's T-pose
 
 
 def test_an_unmapped_spine_bone_takes_a_share_of_the_turn() -> None:
