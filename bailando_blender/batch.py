@@ -218,7 +218,7 @@ def run_songs(args: argparse.Namespace) -> int:
         bpy.ops.wm.read_homefile(use_empty=True)
         scene = bpy.context.scene
         scene.render.fps, scene.render.fps_base = round(args.fps), round(args.fps) / args.fps
-        scene.frame_start = 1
+        scene.frame_start = scene.frame_end = 1  # the dance sets the end
         try:
             rig = dance_scene(args, settings_from(args, audio_source="FILE", audio_file=str(song.resolve())), song.name)
             pose_folder = None

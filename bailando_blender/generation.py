@@ -18,11 +18,13 @@ import bpy
 import numpy as np
 
 from . import armature as dancer_rig
+from . import rig_mapping
 from .armature import ArmatureError
 from .backend_client import BackendError, BackendProcess
 from .keyframes import assign_action, build_action, pose_channels
 from .pose_channels import bone_rotations, root_location
-from .skeleton import JOINT_NAMES, NUM_JOINTS
+from .retarget import retarget
+from .skeleton import JOINT_NAMES, NUM_JOINTS, quaternion_to_matrix
 from .sound_strips import AudioError, AudioSpan, active_sound_strip, add_sound_strip, file_span, find_sound_strip
 from .sound_strips import strip_span as sound_strip_span
 
@@ -75,8 +77,47 @@ def target_armature(context: bpy.types.Context) -> bpy.types.Object:
     obj = context.active_object
     if obj is not None and obj.type != "ARMATURE" and obj.parent is not None and obj.parent.type == "ARMATURE":
         obj = obj.parent
-    dancer_rig.check_smpl_armature(obj)
+    check_dancer(obj)
     return obj
+
+
+def check_dancer(obj: bpy.types.Object | None) -> None:
+    """Raise ArmatureError unless ``obj`` is an armature the dance can drive: SMPL's joint names,
+    or a bone map (its own, or one guessed from presets and its hierarchy)."""
+    if obj is None or obj.type != "ARMATURE":
+        dancer_rig.check_smpl_armature(obj)  # says what is wrong
+    if not all(name in obj.data.bones for name in JOINT_NAMES):
+        rig_mapping.bone_map_for(obj)
+
+
+def dance_channels(rig: bpy.types.Object, joint_rotations: np.ndarray, root_translation: np.ndarray) -> list:
+    """Pose channels (keyframes.Channel) that put the dance on ``rig``: directly on SMPL-named
+    bones, through the retargeting on any other humanoid."""
+    if all(name in rig.data.bones for name in JOINT_NAMES):
+        rest, heads = dancer_rig.rest_rotations(rig)
+        rotations = bone_rotations(joint_rotations, rest)
+        location = root_location(root_translation, rest[0], heads[0])
+        return pose_channels(list(JOINT_NAMES), rotations, JOINT_NAMES[0], location)
+    bone_map = rig_mapping.bone_map_for(rig)
+    target = rig_mapping.armature_rig(rig)
+    index = {name: number for number, name in enumerate(target.names)}
+    moved = retarget(
+        quaternion_to_matrix(joint_rotations),
+        root_translation,
+        target,
+        {JOINT_NAMES.index(joint): index[bone] for joint, bone in bone_map.items()},
+    )
+    # Key the bones the dance turns; the others keep their rest pose (and whatever keys they had).
+    turning = [
+        bone for bone in range(len(target.names)) if np.abs(np.abs(moved.rotations[:, bone, 0]) - 1).max() > 1e-9
+    ]
+    turning = sorted(set(turning) | {moved.hips})
+    return pose_channels(
+        [target.names[bone] for bone in turning],
+        moved.rotations[:, turning],
+        target.names[moved.hips],
+        moved.hips_location,
+    )
 
 
 def plan_job(context: bpy.types.Context, settings: Any, smpl_model_folder: str = "") -> JobPlan:
@@ -172,26 +213,30 @@ def apply_dance(context: bpy.types.Context, plan: JobPlan, dance: DanceArrays) -
     else:
         rig = bpy.data.objects.get(plan.target)
         try:
-            dancer_rig.check_smpl_armature(rig)
+            check_dancer(rig)
         except ArmatureError as error:
             raise DanceError(f"Dancer: {error}") from None
     built = rig is None
     if built:
         rig = dancer_rig.build_dancer(context.collection or scene.collection, body=dance.body)
     try:
-        rest, heads = dancer_rig.rest_rotations(rig)
-        rotations = bone_rotations(fit_length(dance.joint_rotations, num_frames), rest)
-        location = root_location(fit_length(dance.root_translation, num_frames), rest[0], heads[0])
+        channels = dance_channels(
+            rig, fit_length(dance.joint_rotations, num_frames), fit_length(dance.root_translation, num_frames)
+        )
         name = f"Dance {span.strip or os.path.basename(span.path)} seed {plan.seed}"
-        channels = pose_channels(list(JOINT_NAMES), rotations, JOINT_NAMES[0], location)
         action, slot = build_action(name, channels, span.first_frame)
+    except ArmatureError as error:
+        if built:
+            dancer_rig.remove_dancer(rig)
+        raise DanceError(f"Dancer: {error}") from None
     except BaseException:
         if built:
             dancer_rig.remove_dancer(rig)
         raise
     # From here on nothing can fail on the dance's account: the scene changes in one go.
+    keyed = {channel.group for channel in channels}
     for pose_bone in rig.pose.bones:
-        if pose_bone.name in JOINT_NAMES:
+        if pose_bone.name in keyed:
             pose_bone.rotation_mode = "QUATERNION"
     assign_action(rig, action, slot)
     if span.strip is None:

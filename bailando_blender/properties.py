@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
 from .generation import DEFAULT_STAGE_RADIUS_M
 
@@ -98,6 +106,13 @@ class PosePassProperties(bpy.types.PropertyGroup):
     video: BoolProperty(name="Guide Video", description="Also draw the pose-guide video with the song", default=True)
 
 
+class BoneMapRow(bpy.types.PropertyGroup):
+    """One row of an armature's bone map: the SMPL joint and the bone that carries it (empty: none)."""
+
+    joint: StringProperty(name="Joint")
+    bone: StringProperty(name="Bone", description="The bone that carries this SMPL joint (empty: none)")
+
+
 class DanceJobState(bpy.types.PropertyGroup):
     running: BoolProperty(default=False)
     cancel_requested: BoolProperty(default=False)
@@ -107,7 +122,7 @@ class DanceJobState(bpy.types.PropertyGroup):
     error: StringProperty(default="")
 
 
-CLASSES = (DanceSettings, PosePassProperties, DanceJobState)
+CLASSES = (DanceSettings, PosePassProperties, BoneMapRow, DanceJobState)
 
 
 def register() -> None:
@@ -115,11 +130,13 @@ def register() -> None:
         bpy.utils.register_class(cls)
     bpy.types.Scene.bailando = PointerProperty(type=DanceSettings)
     bpy.types.Scene.bailando_pose2d = PointerProperty(type=PosePassProperties)
+    bpy.types.Object.bailando_bone_map = CollectionProperty(type=BoneMapRow)
     bpy.types.WindowManager.bailando_job = PointerProperty(type=DanceJobState)
 
 
 def unregister() -> None:
     del bpy.types.WindowManager.bailando_job
+    del bpy.types.Object.bailando_bone_map
     del bpy.types.Scene.bailando_pose2d
     del bpy.types.Scene.bailando
     for cls in reversed(CLASSES):

@@ -5,10 +5,12 @@ pose, in the armature's space**: with ``D`` the joint's posed-from-rest rotation
 global rotation seen in Blender's frame) and ``A`` the rotation that lays the bone's rest
 direction onto the SMPL joint's rest direction, the posed bone is ``D A R`` (``R`` its rest
 rotation). So a T-posed source drives an A-posed target with the arms where the source has
-them, whatever the bones' rolls. A bone the map skips between two mapped bones of one chain
-(a fourth spine bone, a second neck bone) gets a share of the turn between them; other
-unmapped bones keep their rest pose. Local channels then follow from the parents' poses
-(``L = Rᵀ R_parent P_parentᵀ P``).
+them, whatever the bones' rolls. A mapped bone's rest direction is taken towards the bone
+mapped to the next SMPL joint of its limb, so the bones the map skips in between (a fifth
+spine bone, a second neck bone, twist bones) turn with it rigidly and the next mapped bone
+lands where the source's joint points: a longer chain bends at the bones the map names,
+which a map spreads along it. Unmapped bones keep their rest pose relative to their
+parents. Local channels then follow from the parents' poses (``L = Rᵀ R_parent P_parentᵀ P``).
 
 The hips travel as the SMPL pelvis does, scaled by the ratio of hip heights above the
 ankles, and then move up or down each frame so that the lowest foot is as high above the
@@ -77,18 +79,6 @@ def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.eye(3) + sine * cross + (1.0 - cosine) * cross @ cross
 
 
-def _slerp(q0: np.ndarray, q1: np.ndarray, share: float) -> np.ndarray:
-    """(T, 4) quaternions, per frame, the shorter way."""
-    dot = np.sum(q0 * q1, axis=-1, keepdims=True)
-    q1 = np.where(dot < 0, -q1, q1)
-    angle = np.arccos(np.clip(np.abs(dot), -1.0, 1.0))
-    small = angle < 1e-6
-    sine = np.where(small, 1.0, np.sin(angle))
-    w0 = np.where(small, 1.0 - share, np.sin((1.0 - share) * angle) / sine)
-    w1 = np.where(small, share, np.sin(share * angle) / sine)
-    return _normalised(w0 * q0 + w1 * q1)
-
-
 def _source_rest_directions() -> np.ndarray:
     """(24, 3) each SMPL joint's rest direction (its bone on our dancer), Blender's frame."""
     layout = rest_layout()
@@ -103,24 +93,6 @@ def _target_rest_direction(rig: Rig, bone: int, joint: int, mapped: dict[int, in
     return rig.rest[bone, :3, 1]
 
 
-def _chain_between(rig: Rig, bone: int, is_mapped: np.ndarray) -> tuple[int, int, float] | None:
-    """For an unmapped bone: its nearest mapped ancestor a and the mapped bone c below it on a
-    single chain, and its share of the way from a to c; None when there is no such chain."""
-    above, steps_up = rig.parents[bone], 1
-    while above >= 0 and not is_mapped[above]:
-        above, steps_up = rig.parents[above], steps_up + 1
-    if above < 0:
-        return None
-    below, steps_down = bone, 0
-    while True:
-        children = [child for child, parent in enumerate(rig.parents) if parent == below]
-        if len(children) != 1:
-            return None
-        below, steps_down = children[0], steps_down + 1
-        if is_mapped[below]:
-            return above, below, steps_up / (steps_up + steps_down)
-
-
 def retarget(
     joint_rotations: np.ndarray, root_translation: np.ndarray, rig: Rig, bone_map: dict[int, int]
 ) -> RetargetedDance:
@@ -131,7 +103,6 @@ def retarget(
     frames, bones = len(joint_rotations), len(rig.names)
     positions, global_rotations = forward_kinematics(joint_rotations, root_translation)
     turn = SMPL_TO_BLENDER @ global_rotations @ SMPL_TO_BLENDER.T  # (T, 24, 3, 3): D per joint
-    turn_q = matrix_to_quaternion(turn)
     rest_rotation = rig.rest[:, :3, :3] / np.linalg.norm(rig.rest[:, :3, :3], axis=1, keepdims=True)
     source_directions = _source_rest_directions()
     is_mapped = np.zeros(bones, dtype=bool)
@@ -148,16 +119,10 @@ def retarget(
             joint = joint_of[bone]
             align = rotation_between(_target_rest_direction(rig, bone, joint, bone_map), source_directions[joint])
             posed[:, bone] = turn[:, joint] @ align @ rest_rotation[bone]
+        elif parent >= 0:  # unmapped: keeps its rest pose relative to its parent
+            posed[:, bone] = posed[:, parent] @ rest_rotation[parent].T @ rest_rotation[bone]
         else:
-            chain = _chain_between(rig, bone, is_mapped)
-            if chain is not None:
-                above, below, share = chain
-                spread = _slerp(turn_q[:, joint_of[above]], turn_q[:, joint_of[below]], share)
-                posed[:, bone] = quaternion_to_matrix(spread) @ rest_rotation[bone]
-            elif parent >= 0:
-                posed[:, bone] = posed[:, parent] @ rest_rotation[parent].T @ rest_rotation[bone]
-            else:
-                posed[:, bone] = rest_rotation[bone]
+            posed[:, bone] = rest_rotation[bone]
         if parent >= 0:
             local[:, bone] = rest_rotation[bone].T @ rest_rotation[parent] @ np.swapaxes(posed[:, parent], -1, -2)
             local[:, bone] = local[:, bone] @ posed[:, bone]
@@ -170,7 +135,7 @@ def retarget(
     hips = bone_map[PELVIS]
     source = positions @ SMPL_TO_BLENDER.T  # Blender's frame, floor z = 0
     source_rest = rest_layout().heads
-    ratio, target_floor = _scale_and_floor(rig, bone_map, source_rest)
+    ratio, target_floor = scale_and_floor(rig, bone_map, source_rest)
     head = np.empty((frames, 3))
     head[:, :2] = rig.rest[hips, :2, 3] + ratio * (source[:, PELVIS, :2] - source_rest[PELVIS, :2])
     head[:, 2] = target_floor + ratio * source[:, PELVIS, 2]
@@ -183,7 +148,7 @@ def retarget(
     return RetargetedDance(rotations=rotations, hips_location=_hips_location(rig, rotations, hips, head), hips=hips)
 
 
-def _scale_and_floor(rig: Rig, bone_map: dict[int, int], source_rest: np.ndarray) -> tuple[float, float]:
+def scale_and_floor(rig: Rig, bone_map: dict[int, int], source_rest: np.ndarray) -> tuple[float, float]:
     """The hip-height ratio target / source (above the ankles) and the target's floor height."""
     ankles = [joint for joint in (LEFT_ANKLE, RIGHT_ANKLE) if joint in bone_map]
     hips_z = rig.rest[bone_map[PELVIS], 2, 3]
@@ -225,4 +190,3 @@ def _hips_location(rig: Rig, rotations: np.ndarray, hips: int, head: np.ndarray)
 
 def _bone_heads(rig: Rig, rotations: np.ndarray, hips: int, hips_location: np.ndarray) -> np.ndarray:
     return _chain_matrices(rig, rotations, hips, hips_location)[..., :3, 3]
-

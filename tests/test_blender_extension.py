@@ -262,7 +262,7 @@ def test_a_dead_backend_changes_nothing_and_says_why(
         backend_manager.shutdown()
 
 
-def test_an_armature_without_smpl_bones_is_refused(scene: bpy.types.Scene, song: Path) -> None:
+def test_an_armature_that_is_no_humanoid_is_refused(scene: bpy.types.Scene, song: Path) -> None:
     add_strip(scene, song, 1, 30)
     data = bpy.data.armatures.new("Other")
     rig = bpy.data.objects.new("Other", data)
@@ -270,8 +270,9 @@ def test_an_armature_without_smpl_bones_is_refused(scene: bpy.types.Scene, song:
     bpy.context.view_layer.objects.active = rig
     scene.bailando.target = "SELECTED"
     before = snapshot(scene)
-    with pytest.raises(RuntimeError, match="no bone named pelvis"):
+    with pytest.raises(RuntimeError, match="only 0 SMPL joints could be mapped") as error:
         bpy.ops.bailando.generate_dance()
+    assert "Traceback" not in str(error.value)
     assert snapshot(scene) == before
 
 

@@ -1,0 +1,57 @@
+"""A user's armature as the retargeting sees it: its bone map (kept on the object) and its rest skeleton."""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from . import bone_maps
+from .armature import ArmatureError
+from .retarget import Rig
+from .skeleton import JOINT_NAMES
+
+MIN_MAPPED_JOINTS = 10  # fewer than this (pelvis, spine, limbs) is not a humanoid the dance can drive
+
+
+def armature_rig(obj: bpy.types.Object) -> Rig:
+    """The armature's bones, parents first, with their rest matrices (armature space)."""
+    bones = sorted(obj.data.bones, key=lambda bone: len(bone.parent_recursive))
+    index = {bone.name: number for number, bone in enumerate(bones)}
+    return Rig(
+        names=[bone.name for bone in bones],
+        parents=[index[bone.parent.name] if bone.parent else -1 for bone in bones],
+        rest=np.array([np.array(bone.matrix_local) for bone in bones]).reshape(len(bones), 4, 4),
+    )
+
+
+def stored_map(obj: bpy.types.Object) -> dict[str, str]:
+    """The map kept on the object (``Object.bailando_bone_map``): joint -> bone, empty rows left out."""
+    return {item.joint: item.bone for item in obj.bailando_bone_map if item.bone}
+
+
+def store_map(obj: bpy.types.Object, bone_map: dict[str, str]) -> None:
+    """Keep ``bone_map`` on the object as one row per SMPL joint (the panel edits these rows)."""
+    rows = obj.bailando_bone_map
+    rows.clear()
+    for joint in JOINT_NAMES:
+        row = rows.add()
+        row.joint, row.bone = joint, bone_map.get(joint, "")
+
+
+def guessed_map(obj: bpy.types.Object) -> tuple[str, dict[str, str]]:
+    rig = armature_rig(obj)
+    return bone_maps.guess_map(rig.names, rig.parents, rig.rest[:, :3, 3])
+
+
+def bone_map_for(obj: bpy.types.Object) -> dict[str, str]:
+    """The object's own map if it has one, else a guess; raises ArmatureError if it cannot drive the rig."""
+    bone_map = stored_map(obj) or guessed_map(obj)[1]
+    missing = [bone for bone in bone_map.values() if bone not in obj.data.bones]
+    if missing:
+        raise ArmatureError(f"armature '{obj.name}' has no bone '{missing[0]}' (its bone map names it)")
+    if "pelvis" not in bone_map or len(bone_map) < MIN_MAPPED_JOINTS:
+        raise ArmatureError(
+            f"armature '{obj.name}': only {len(bone_map)} SMPL joints could be mapped (the pelvis and at least "
+            f"{MIN_MAPPED_JOINTS}: map them under Bone Map)"
+        )
+    return bone_map

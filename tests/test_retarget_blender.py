@@ -1,0 +1,185 @@
+"""Retargeting in real Blender (the bpy module): rigs with other names, rest poses, rolls and scale; Rigify."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+import bailando_blender  # noqa: E402  (after the importorskip)
+from bailando_blender import bone_maps, generation, retarget, rig_mapping  # noqa: E402
+from bailando_blender.rig_layout import TAIL_JOINT, rest_layout  # noqa: E402
+from bailando_blender.skeleton import (  # noqa: E402
+    JOINT_NAMES,
+    REST_PELVIS_HEIGHT,
+    SMPL_TO_BLENDER,
+    axis_angle_to_quaternion,
+    forward_kinematics,
+    quaternion_to_matrix,
+)
+
+from .test_retarget import smpl_like_rig  # noqa: E402
+
+pytestmark = pytest.mark.slow
+FRAMES = 30
+FEET = (7, 8, 10, 11)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def extension() -> None:
+    bailando_blender.register()
+    yield
+    bailando_blender.unregister()
+
+
+@pytest.fixture
+def scene() -> bpy.types.Scene:
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = 30, 1.0
+    return scene
+
+
+def dance(frames: int = FRAMES, seed: int = 3) -> generation.DanceArrays:
+    rng = np.random.default_rng(seed)
+    times = np.arange(frames)[:, None, None] / 30.0
+    axis_angles = 0.5 * np.sin(2 * np.pi * times + rng.uniform(0, 2 * np.pi, (1, 24, 3)))
+    translation = np.zeros((frames, 3))
+    translation[:, 0] = 0.3 * np.sin(np.arange(frames) / 10)
+    translation[:, 1] = REST_PELVIS_HEIGHT - 0.05
+    return generation.DanceArrays(30.0, axis_angle_to_quaternion(axis_angles), translation, np.zeros(0), False)
+
+
+def mixamo_rig(scene: bpy.types.Scene) -> bpy.types.Object:
+    """Our skeleton in centimetres with Mixamo's names, A-posed, random rolls, longer legs, scale 0.01."""
+    rig, truth = smpl_like_rig(True, 100.0, 1.1)
+    names = {joint: "mixamorig:" + bone for joint, bone in bone_maps.PRESETS["Mixamo"].items()}
+    from mathutils import Matrix
+
+    data = bpy.data.armatures.new("Character")
+    obj = bpy.data.objects.new("Character", data)
+    scene.collection.objects.link(obj)
+    bpy.context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    joint_of = {bone: joint for joint, bone in truth.items()}
+    created = {}
+    for bone, parent in enumerate(rig.parents):
+        joint = JOINT_NAMES[joint_of[bone]]
+        edit = data.edit_bones.new(names.get(joint, f"mixamorig:Extra_{joint}"))
+        edit.head, edit.tail = (0, 0, 0), (0, 10, 0)
+        edit.matrix = Matrix(rig.rest[bone].tolist())
+        edit.length = 8.0
+        if parent >= 0:
+            edit.parent = created[parent]
+        created[bone] = edit
+    bpy.ops.object.mode_set(mode="OBJECT")
+    obj.scale = (0.01, 0.01, 0.01)
+    obj.location = (2.0, 1.0, 0.0)
+    obj.rotation_euler = (0.0, 0.0, 0.7)
+    return obj
+
+
+def key(scene: bpy.types.Scene, rig: bpy.types.Object, arrays: generation.DanceArrays) -> None:
+    plan = generation.JobPlan(
+        span=generation.AudioSpan("song.ogg", 0.0, None, 1, len(arrays.joint_rotations), 30.0, "song"),
+        target=rig.name,
+        seed=0,
+        temperature=1.0,
+        top_k=0,
+        beat_markers=False,
+        scratch_dir=tempfile.mkdtemp(),
+    )
+    generation.apply_dance(bpy.context, plan, arrays)
+    plan.clean_up()
+
+
+def world_heads(scene, rig, frame: int) -> dict[str, np.ndarray]:
+    scene.frame_set(frame)
+    return {bone.name: np.array(rig.matrix_world @ bone.head) for bone in rig.pose.bones}
+
+
+def source_positions(arrays: generation.DanceArrays) -> np.ndarray:
+    positions, _ = forward_kinematics(quaternion_to_matrix(arrays.joint_rotations), arrays.root_translation)
+    return positions @ SMPL_TO_BLENDER.T
+
+
+def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    cosine = a @ b / np.linalg.norm(a) / np.linalg.norm(b)
+    return math.degrees(math.acos(max(-1.0, min(1.0, cosine))))
+
+
+def check_directions(scene, rig, arrays, bone_map: dict[str, str]) -> None:
+    source = source_positions(arrays)
+    bpy.context.view_layer.update()
+    turn = np.array(rig.matrix_world.to_3x3().normalized())
+    for frame in (1, 11, 23):
+        heads = world_heads(scene, rig, frame)
+        for joint, child in TAIL_JOINT.items():
+            a, b = JOINT_NAMES[joint], JOINT_NAMES[child]
+            if a in bone_map and b in bone_map:
+                target = heads[bone_map[b]] - heads[bone_map[a]]
+                wanted = turn @ (source[frame - 1, child] - source[frame - 1, joint])
+                assert angle_deg(target, wanted) < 2.0, (frame, a)
+
+
+def test_a_mixamo_character_in_a_pose_at_scale_0_01_dances_like_the_source(scene) -> None:
+    rig = mixamo_rig(scene)
+    arrays = dance()
+    previous = bpy.data.actions.new("earlier animation")
+    rig.animation_data_create().action = previous
+    key(scene, rig, arrays)
+    source, bone_map = rig_mapping.guessed_map(rig)
+    assert source == "Mixamo"
+    check_directions(scene, rig, arrays, bone_map)
+    # Root path: the source's, scaled by the hip-height ratio, turned and scaled with the object.
+    target = rig_mapping.armature_rig(rig)
+    index = {name: number for number, name in enumerate(target.names)}
+    ratio, floor = retarget.scale_and_floor(
+        target, {JOINT_NAMES.index(j): index[b] for j, b in bone_map.items()}, rest_layout().heads
+    )
+    world = np.array(rig.matrix_world)
+    source = source_positions(arrays)
+    start, later = world_heads(scene, rig, 1)[bone_map["pelvis"]], world_heads(scene, rig, 16)[bone_map["pelvis"]]
+    moved = world[:3, :3] @ (ratio * (source[15, 0] - source[0, 0]))
+    np.testing.assert_allclose((later - start)[:2], moved[:2], atol=1e-4)  # height: set by the feet, below
+    # The lowest foot is as high above the floor as the source's, in the character's size.
+    floor_z = (world @ [0.0, 0.0, floor, 1.0])[2]
+    for frame in range(1, FRAMES + 1, 4):
+        heads = world_heads(scene, rig, frame)
+        lowest = min(heads[bone_map[JOINT_NAMES[j]]][2] for j in FEET) - floor_z
+        wanted = 0.01 * ratio * source[frame - 1, list(FEET), 2].min()
+        assert abs(lowest - wanted) < 0.02, frame
+    assert previous.use_fake_user and rig.animation_data.action is not previous
+
+
+def test_rigifys_human_meta_rig_dances(scene) -> None:
+    bpy.ops.preferences.addon_enable(module="rigify")
+    bpy.ops.object.armature_human_metarig_add()
+    rig = bpy.context.active_object
+    arrays = dance()
+    key(scene, rig, arrays)
+    source, bone_map = rig_mapping.guessed_map(rig)
+    assert source == "Rigify meta-rig" and len(bone_map) == 22
+    check_directions(scene, rig, arrays, bone_map)
+
+
+def test_a_rig_that_is_no_humanoid_fails_in_one_line_and_keys_nothing(scene) -> None:
+    data = bpy.data.armatures.new("Snake")
+    obj = bpy.data.objects.new("Snake", data)
+    scene.collection.objects.link(obj)
+    bpy.context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    parent = None
+    for index in range(6):
+        bone = data.edit_bones.new(f"seg{index}")
+        bone.head, bone.tail, bone.parent = (0, index, 0), (0, index + 1, 0), parent
+        parent = bone
+    bpy.ops.object.mode_set(mode="OBJECT")
+    actions = set(bpy.data.actions.keys())
+    with pytest.raises(generation.DanceError, match="SMPL joints could be mapped") as error:
+        key(scene, obj, dance())
+    assert "\n" not in str(error.value) and set(bpy.data.actions.keys()) == actions
