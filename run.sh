@@ -39,7 +39,7 @@ case "${1:-demo}" in
         "$VENV/bin/python" -m pytest -q "${@:2}"
         ensure_venv "$LTS_VENV" lts "$LTS_REQUIREMENTS" -r "$LTS_REQUIREMENTS"
         BAILANDO_BACKEND_PYTHON="$PWD/$VENV/bin/python" "$LTS_VENV/bin/python" -m pytest -q -p no:cacheprovider \
-            tests/test_blender_extension.py tests/test_projection.py tests/test_pose_pass.py tests/test_pose_guides.py "${@:2}"
+            tests/test_blender_extension.py tests/test_projection.py tests/test_pose_pass.py tests/test_pose_guides.py tests/test_retarget_blender.py "${@:2}"
         ;;
     *)
         echo "usage: ./run.sh demo|test" >&2

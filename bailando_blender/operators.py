@@ -286,11 +286,109 @@ class BAILANDO_OT_write_pose_pass(bpy.types.Operator):
         return {"CANCELLED"} if failed else {"FINISHED"}
 
 
+def active_armature(context: bpy.types.Context) -> bpy.types.Object | None:
+    obj = context.active_object
+    return obj if obj is not None and obj.type == "ARMATURE" else None
+
+
+class BoneMapOperator:
+    """Shared poll: an armature is active."""
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if active_armature(context) is None:
+            cls.poll_message_set("Select the character's armature")
+            return False
+        return True
+
+
+class BAILANDO_OT_guess_bone_map(BoneMapOperator, bpy.types.Operator):
+    """Fill the active armature's bone map from the presets, or from its hierarchy for an unknown rig"""
+
+    bl_idname = "bailando.guess_bone_map"
+    bl_label = "Guess Bone Map"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from . import rig_mapping
+
+        obj = active_armature(context)
+        source, bone_map = rig_mapping.guessed_map(obj)
+        rig_mapping.store_map(obj, bone_map)
+        self.report({"INFO"}, f"Bone map of '{obj.name}': {len(bone_map)} joints, {source}")
+        return {"FINISHED"}
+
+
+class BAILANDO_OT_save_bone_map(BoneMapOperator, bpy.types.Operator):
+    """Save the active armature's bone map as a JSON preset"""
+
+    bl_idname = "bailando.save_bone_map"
+    bl_label = "Save Bone Map"
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH")
+    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        self.filepath = f"{active_armature(context).name}_bone_map.json"
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from pathlib import Path
+
+        from . import bone_maps, rig_mapping
+
+        obj = active_armature(context)
+        bone_map = rig_mapping.stored_map(obj) or rig_mapping.guessed_map(obj)[1]
+        try:
+            bone_maps.save_map(bone_map, Path(bpy.path.abspath(self.filepath)))
+        except OSError as error:
+            self.report({"ERROR"}, f"{self.filepath}: {error.strerror}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Saved {len(bone_map)} joints to {self.filepath}")
+        return {"FINISHED"}
+
+
+class BAILANDO_OT_load_bone_map(BoneMapOperator, bpy.types.Operator):
+    """Load a JSON bone map preset onto the active armature"""
+
+    bl_idname = "bailando.load_bone_map"
+    bl_label = "Load Bone Map"
+    bl_options = {"REGISTER", "UNDO"}
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH")
+    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from pathlib import Path
+
+        from . import bone_maps, rig_mapping
+
+        obj = active_armature(context)
+        try:
+            bone_map = bone_maps.load_map(Path(bpy.path.abspath(self.filepath)))
+        except ValueError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        missing = sorted(bone for bone in bone_map.values() if bone not in obj.data.bones)
+        if missing:
+            self.report({"ERROR"}, f"armature '{obj.name}' has no bone '{missing[0]}' (named by {self.filepath})")
+            return {"CANCELLED"}
+        rig_mapping.store_map(obj, bone_map)
+        self.report({"INFO"}, f"Loaded {len(bone_map)} joints onto '{obj.name}'")
+        return {"FINISHED"}
+
+
 CLASSES = (
     BAILANDO_OT_generate_dance,
     BAILANDO_OT_cancel_dance,
     BAILANDO_OT_restart_backend,
     BAILANDO_OT_write_pose_pass,
+    BAILANDO_OT_guess_bone_map,
+    BAILANDO_OT_save_bone_map,
+    BAILANDO_OT_load_bone_map,
 )
 
 

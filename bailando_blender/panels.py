@@ -7,6 +7,7 @@ import textwrap
 import bpy
 
 from . import backend_manager
+from .skeleton import JOINT_NAMES
 from .sound_strips import active_sound_strip, all_strips_name
 
 WRAP_CHARACTERS = 38  # about what the sidebar shows at its default width
@@ -110,7 +111,43 @@ class VIEW3D_PT_bailando_pose_pass(bpy.types.Panel):
         layout.operator("bailando.write_pose_pass", icon="OUTLINER_OB_ARMATURE")
 
 
-CLASSES = (VIEW3D_PT_bailando_generate, VIEW3D_PT_bailando_pose_pass)
+class VIEW3D_PT_bailando_bone_map(bpy.types.Panel):
+    bl_label = "Bone Map"
+    bl_idname = "VIEW3D_PT_bailando_bone_map"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Dance"
+    bl_parent_id = "VIEW3D_PT_bailando_generate"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return context.scene.bailando.target == "SELECTED"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        obj = context.active_object
+        if obj is None or obj.type != "ARMATURE":
+            layout.label(text="Select the character's armature", icon="INFO")
+            return
+        if all(name in obj.data.bones for name in JOINT_NAMES):
+            layout.label(text="SMPL joint names: no map needed", icon="CHECKMARK")
+            return
+        row = layout.row(align=True)
+        row.operator("bailando.guess_bone_map", text="Guess", icon="VIEWZOOM")
+        row.operator("bailando.load_bone_map", text="Load", icon="FILEBROWSER")
+        row.operator("bailando.save_bone_map", text="Save", icon="FILE_TICK")
+        if not obj.bailando_bone_map:
+            wrapped_label(layout, "No map yet: Generate guesses one (Guess shows it here to edit)", "INFO")
+            return
+        column = layout.column(align=True)
+        for row_data in obj.bailando_bone_map:
+            row = column.row(align=True)
+            row.label(text=row_data.joint)
+            row.prop_search(row_data, "bone", obj.data, "bones", text="")
+
+
+CLASSES = (VIEW3D_PT_bailando_generate, VIEW3D_PT_bailando_bone_map, VIEW3D_PT_bailando_pose_pass)
 
 
 def register() -> None:

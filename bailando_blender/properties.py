@@ -47,7 +47,7 @@ class DanceSettings(bpy.types.PropertyGroup):
         name="Dancer",
         items=[
             ("NEW", "New SMPL Dancer", "Build a new armature with SMPL's joints and a simple body"),
-            ("SELECTED", "Selected Armature", "The active armature, which must have SMPL's 24 joint names"),
+            ("SELECTED", "Selected Armature", "The active armature: SMPL-named, or any humanoid through its bone map"),
         ],
         default="NEW",
     )

@@ -183,3 +183,28 @@ def test_a_rig_that_is_no_humanoid_fails_in_one_line_and_keys_nothing(scene) -> 
     with pytest.raises(generation.DanceError, match="SMPL joints could be mapped") as error:
         key(scene, obj, dance())
     assert "\n" not in str(error.value) and set(bpy.data.actions.keys()) == actions
+
+
+def test_the_bone_map_is_guessed_edited_saved_and_loaded_from_the_panel(scene, tmp_path) -> None:
+    rig = mixamo_rig(scene)
+    assert bpy.ops.bailando.guess_bone_map() == {"FINISHED"}
+    rows = {row.joint: row for row in rig.bailando_bone_map}
+    assert len(rows) == 24 and rows["left_elbow"].bone == "mixamorig:LeftForeArm" and rows["left_hand"].bone == ""
+    rows["left_elbow"].bone = ""  # the user unmaps the left forearm: it keeps its rest pose
+    key(scene, rig, dance())
+    assert rig_mapping.stored_map(rig).get("left_elbow") is None
+    curves = {
+        fcurve.data_path
+        for fcurve in rig.animation_data.action.layers[0].strips[0].channelbag(rig.animation_data.action_slot).fcurves
+    }
+    assert 'pose.bones["mixamorig:LeftArm"].rotation_quaternion' in curves
+    assert 'pose.bones["mixamorig:LeftForeArm"].rotation_quaternion' not in curves
+    path = tmp_path / "map.json"
+    assert bpy.ops.bailando.save_bone_map(filepath=str(path)) == {"FINISHED"}
+    rig.bailando_bone_map.clear()
+    assert bpy.ops.bailando.load_bone_map(filepath=str(path)) == {"FINISHED"}
+    assert rig_mapping.stored_map(rig) == bone_maps.load_map(path) and "left_elbow" not in bone_maps.load_map(path)
+    path.write_text('{"map": {"pelvis": "NoSuchBone"}}')
+    with pytest.raises(RuntimeError, match="has no bone 'NoSuchBone'") as error:
+        bpy.ops.bailando.load_bone_map(filepath=str(path))
+    assert "Traceback" not in str(error.value)
