@@ -25,10 +25,11 @@ from pathlib import Path
 
 import bpy
 
-from . import backend_manager, generation, pose_pass, preview
+from . import backend_manager, export, generation, pose_pass, preview
 from .backend_client import BackendError
 
 AUDIO_SUFFIXES = (".wav", ".ogg", ".flac", ".mp3")
+CHARACTER_SUFFIXES = (".fbx", ".glb", ".gltf")
 EXIT_FAILED = 2
 MAX_FPS = 240.0  # the backend's limit on output frame rates
 PREVIEW_SECONDS = 10.0  # default length of the preview video
@@ -80,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--pose2d-camera", default="AUTO", help="AUTO (frames the dancer), SCENE, or a camera's name")
     parser.add_argument("--pose2d-no-video", action="store_true", help="keypoints and JSON only, no guide video")
+    parser.add_argument(
+        "--character", type=Path, default=None, help="an FBX or glTF character to dance (its armature is retargeted)"
+    )
+    parser.add_argument(
+        "--export",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="also export the dance on the armature: .fbx, .glb and/or .bvh (several songs: _<song> is added)",
+    )
     parser.add_argument("--smpl-model-folder", default="", help="your SMPL model folder: a skinned SMPL body")
     parser.add_argument("--backend-python", default="", help="Python of the backend's environment")
     parser.add_argument("--device", choices=backend_manager.DEVICES, default="auto")
@@ -161,9 +172,10 @@ def save(
     args: argparse.Namespace,
     stage: bool,
     pose_folder: Path | None,
+    exports: list[Path],
 ) -> str:
-    """Write the .blend (staged with a camera, light and floor when ``stage``), the preview video
-    and the 2D pose pass (into ``pose_folder``)."""
+    """Write the .blend (staged with a camera, light and floor when ``stage``), the preview video,
+    the 2D pose pass (into ``pose_folder``) and the exports."""
     if stage or args.preview:
         preview.stage_scene(scene, rig)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -187,12 +199,14 @@ def save(
             video=not args.pose2d_no_video,
         )
         report += "; " + pose_pass.run_pose_pass(scene, rig, settings)
+    for path in exports:
+        report += "; " + export.export_dance(scene, rig, path)
     return report
 
 
 def settings_from(args: argparse.Namespace, **overrides: object) -> BatchSettings:
     return BatchSettings(
-        target="SELECTED" if args.armature else "NEW",
+        target="SELECTED" if args.armature or args.character else "NEW",
         seed=args.seed,
         temperature=args.temperature,
         top_k=args.top_k,
@@ -200,6 +214,26 @@ def settings_from(args: argparse.Namespace, **overrides: object) -> BatchSetting
         stage_radius=args.stage_radius,
         **overrides,  # type: ignore[arg-type]
     )
+
+
+def import_character(path: Path) -> bpy.types.Object:
+    """Import a character (FBX or glTF) into the scene and make its armature the active object."""
+    suffix = path.suffix.lower()
+    if suffix not in CHARACTER_SUFFIXES:
+        raise generation.DanceError(f"--character {path}: use an {' or '.join(CHARACTER_SUFFIXES)} file")
+    if not path.is_file():
+        raise generation.DanceError(f"--character {path}: no such file")
+    before = set(bpy.data.objects)
+    with preview.quiet_stdout():
+        if suffix == ".fbx":
+            bpy.ops.import_scene.fbx(filepath=str(path.resolve()))
+        else:
+            bpy.ops.import_scene.gltf(filepath=str(path.resolve()))
+    armatures = [obj for obj in bpy.data.objects if obj not in before and obj.type == "ARMATURE"]
+    if not armatures:
+        raise generation.DanceError(f"--character {path}: the file has no armature")
+    bpy.context.view_layer.objects.active = armatures[0]
+    return armatures[0]
 
 
 def select_armature(name: str) -> None:
@@ -220,12 +254,19 @@ def run_songs(args: argparse.Namespace) -> int:
         scene.render.fps, scene.render.fps_base = round(args.fps), round(args.fps) / args.fps
         scene.frame_start = scene.frame_end = 1  # the dance sets the end
         try:
+            if args.character is not None:
+                import_character(args.character)
             rig = dance_scene(args, settings_from(args, audio_source="FILE", audio_file=str(song.resolve())), song.name)
             pose_folder = None
             if args.pose2d is not None:
                 pose_folder = args.pose2d / song.stem if len(songs) > 1 else args.pose2d
-            print(f"{save(scene, rig, target, args, True, pose_folder)} ({time.perf_counter() - started:.1f} s)")
-        except (generation.DanceError, pose_pass.PosePassError) as error:
+            exports = [
+                path.with_name(f"{path.stem}_{song.stem}{path.suffix}") if len(songs) > 1 else path
+                for path in args.export
+            ]
+            report = save(scene, rig, target, args, True, pose_folder, exports)
+            print(f"{report} ({time.perf_counter() - started:.1f} s)")
+        except (generation.DanceError, pose_pass.PosePassError, export.ExportError) as error:
             sys.stderr.write(f"\nerror: {song}: {error}\n")
             failures += 1
     return EXIT_FAILED if failures else 0
@@ -239,7 +280,7 @@ def run_open_scene(args: argparse.Namespace) -> int:
     target = args.out or (Path(bpy.data.filepath) if bpy.data.filepath else None)
     if target is None:
         raise BatchError("--out is needed: the open scene was never saved")
-    print(save(scene, rig, target, args, False, args.pose2d))
+    print(save(scene, rig, target, args, False, args.pose2d, args.export))
     return 0
 
 
@@ -250,8 +291,20 @@ def main(argv: list[str] | None = None) -> int:
             raise BatchError(f"--fps must be in (0, {MAX_FPS:g}], got {args.fps:g}")
         if args.songs and (args.strip or args.armature):
             raise BatchError("--strip and --armature apply to the open scene; give no songs with them")
+        if args.character is not None and not args.songs:
+            raise BatchError("--character applies to new scenes: give songs with it")
+        for path in args.export:
+            if path.suffix.lower() not in export.FORMATS:
+                raise BatchError(f"--export {path}: unknown format (use {', '.join(export.FORMATS)})")
         return run_songs(args) if args.songs else run_open_scene(args)
-    except (BatchError, generation.DanceError, BackendError, pose_pass.PosePassError, ValueError) as error:
+    except (
+        BatchError,
+        generation.DanceError,
+        BackendError,
+        pose_pass.PosePassError,
+        export.ExportError,
+        ValueError,
+    ) as error:
         sys.stderr.write(f"\nerror: {error}\n")
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -381,6 +381,33 @@ class BAILANDO_OT_load_bone_map(BoneMapOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
+class BAILANDO_OT_export_dance(BoneMapOperator, bpy.types.Operator):
+    """Export the active armature's dance over the scene's frame range: FBX, glTF binary (.glb) or BVH"""
+
+    bl_idname = "bailando.export_dance"
+    bl_label = "Export Dance"
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH")
+    filter_glob: bpy.props.StringProperty(default="*.fbx;*.glb;*.bvh", options={"HIDDEN"})
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        self.filepath = f"{active_armature(context).name}_dance.fbx"
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from pathlib import Path
+
+        from .export import ExportError, export_dance
+
+        try:
+            message = export_dance(context.scene, active_armature(context), Path(bpy.path.abspath(self.filepath)))
+        except (ExportError, OSError) as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        self.report({"INFO"}, message)
+        return {"FINISHED"}
+
+
 CLASSES = (
     BAILANDO_OT_generate_dance,
     BAILANDO_OT_cancel_dance,
@@ -389,6 +416,7 @@ CLASSES = (
     BAILANDO_OT_guess_bone_map,
     BAILANDO_OT_save_bone_map,
     BAILANDO_OT_load_bone_map,
+    BAILANDO_OT_export_dance,
 )
 
 

@@ -79,6 +79,8 @@ class VIEW3D_PT_bailando_generate(bpy.types.Panel):
         elif job.message:
             wrapped_label(layout, job.message, "INFO")
 
+        layout.operator("bailando.export_dance", icon="EXPORT")
+
         state, words = backend_manager.describe()
         row = layout.row()
         wrapped_label(row.column(), words, STATE_ICONS[state])

@@ -25,8 +25,9 @@ def armature_rig(obj: bpy.types.Object) -> Rig:
 
 
 def stored_map(obj: bpy.types.Object) -> dict[str, str]:
-    """The map kept on the object (``Object.bailando_bone_map``): joint -> bone, empty rows left out."""
-    return {item.joint: item.bone for item in obj.bailando_bone_map if item.bone}
+    """The map kept on the object (``Object.bailando_bone_map``): joint -> bone, empty rows left out.
+    (The batch CLI runs without the extension's properties registered: no stored map there.)"""
+    return {item.joint: item.bone for item in getattr(obj, "bailando_bone_map", ()) if item.bone}
 
 
 def store_map(obj: bpy.types.Object, bone_map: dict[str, str]) -> None:

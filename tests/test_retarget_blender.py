@@ -208,3 +208,79 @@ def test_the_bone_map_is_guessed_edited_saved_and_loaded_from_the_panel(scene, t
     with pytest.raises(RuntimeError, match="has no bone 'NoSuchBone'") as error:
         bpy.ops.bailando.load_bone_map(filepath=str(path))
     assert "Traceback" not in str(error.value)
+
+
+@pytest.mark.parametrize("suffix", [".fbx", ".glb", ".bvh"])
+def test_each_export_reimports_with_every_frame_and_the_same_pose(scene, tmp_path, suffix: str) -> None:
+    from bailando_blender import export
+
+    rig = mixamo_rig(scene)
+    key(scene, rig, dance())
+    scene.frame_start, scene.frame_end = 1, FRAMES
+    sampled = 12
+    before = world_heads(scene, rig, sampled)
+    inverse = np.linalg.inv(np.array(rig.matrix_world))
+    path = tmp_path / f"dance{suffix}"
+    export.export_dance(scene, rig, path)
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.context.scene.render.fps = 30
+    if suffix == ".fbx":
+        bpy.ops.import_scene.fbx(filepath=str(path))
+    elif suffix == ".glb":
+        bpy.ops.import_scene.gltf(filepath=str(path))
+    else:  # BVH holds the armature's own space, Z up
+        bpy.ops.import_anim.bvh(filepath=str(path), axis_forward="Y", axis_up="Z")
+    (imported,) = [obj for obj in bpy.context.scene.objects if obj.type == "ARMATURE"]
+    first, last = imported.animation_data.action.frame_range
+    assert round(last - first) + 1 == FRAMES
+    after = world_heads(bpy.context.scene, imported, sampled + round(first) - 1)
+    if suffix == ".bvh":  # compare in each armature's own space
+        back = np.linalg.inv(np.array(imported.matrix_world))
+        before = {name: (inverse @ [*head, 1.0])[:3] for name, head in before.items()}
+        after = {name: (back @ [*head, 1.0])[:3] for name, head in after.items()}
+    _, bone_map = bone_maps.best_preset(list(before))
+    for joint, child in TAIL_JOINT.items():
+        a, b = bone_map.get(JOINT_NAMES[joint]), bone_map.get(JOINT_NAMES[child])
+        if a and b:
+            assert angle_deg(after[b] - after[a], before[b] - before[a]) < 1.0, (suffix, a)
+
+
+def test_the_batch_retargets_a_character_and_exports_fbx_glb_and_bvh_in_one_call(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import REPO, write_song
+
+    character = tmp_path / "character.glb"
+    bpy.ops.wm.read_homefile(use_empty=True)
+    rig = mixamo_rig(bpy.context.scene)
+    bpy.context.view_layer.objects.active = rig
+    rig.select_set(True)
+    bpy.ops.export_scene.gltf(filepath=str(character), export_format="GLB", use_selection=True)
+    song = write_song(tmp_path / "song.wav", duration_s=2.0)
+    outputs = [tmp_path / "out" / f"dance{suffix}" for suffix in (".fbx", ".glb", ".bvh")]
+    result = subprocess.run(
+        [sys.executable, "-m", "bailando_blender.batch", str(song), "--out", str(tmp_path / "out" / "dance.blend"),
+         "--character", str(character), "--export", *map(str, outputs), "--quiet"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**__import__("os").environ, "BAILANDO_BACKEND_PYTHON": __import__("os").environ.get(
+            "BAILANDO_BACKEND_PYTHON", sys.executable)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert all(path.stat().st_size > 0 for path in outputs)
+    bad = subprocess.run(
+        [sys.executable, "-m", "bailando_blender.batch", str(song), "--export", str(tmp_path / "x.obj")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "--export" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_export_operator_writes_the_file_and_refuses_an_unknown_format(scene, tmp_path) -> None:
+    rig = mixamo_rig(scene)
+    key(scene, rig, dance())
+    bpy.context.view_layer.objects.active = rig
+    assert bpy.ops.bailando.export_dance(filepath=str(tmp_path / "d.bvh")) == {"FINISHED"}
+    assert (tmp_path / "d.bvh").read_text().startswith("HIERARCHY")
+    with pytest.raises(RuntimeError, match="unknown export format") as error:
+        bpy.ops.bailando.export_dance(filepath=str(tmp_path / "d.obj"))
+    assert "Traceback" not in str(error.value) and not (tmp_path / "d.obj").exists()
