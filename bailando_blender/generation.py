@@ -248,6 +248,15 @@ def apply_dance(context: bpy.types.Context, plan: JobPlan, dance: DanceArrays) -
     return rig
 
 
+def key_arrays(context: bpy.types.Context, dance: DanceArrays, target: str, first_frame: int = 1) -> bpy.types.Object:
+    """Key dance arrays already in hand onto the armature named ``target`` from ``first_frame``
+    (no backend, no song strip, no beat markers): benchmarks, figures, tests."""
+    frames = len(dance.joint_rotations)
+    span = AudioSpan("arrays", 0.0, None, first_frame, frames, dance.fps, "arrays")
+    plan = JobPlan(span, target, seed=0, temperature=1.0, top_k=0, beat_markers=False, scratch_dir="")
+    return apply_dance(context, plan, dance)
+
+
 def mark_beats(scene: bpy.types.Scene, beat_times: np.ndarray, first_frame: int, num_frames: int, fps: float) -> None:
     last_frame = first_frame + num_frames - 1
     for marker in list(scene.timeline_markers):

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import bpy
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -39,17 +40,8 @@ def main() -> None:
     scene = bpy.context.scene
     scene.render.fps, scene.render.fps_base = args.scene_fps, 1.0
     rig = build_dancer(scene.collection)
-    plan = generation.JobPlan(
-        span=generation.AudioSpan("song.ogg", 0.0, None, 1, frames, float(args.scene_fps), "song"),
-        target=rig.name,
-        seed=0,
-        temperature=1.0,
-        top_k=0,
-        beat_markers=False,
-        scratch_dir=tempfile.mkdtemp(),
-    )
-    generation.apply_dance(bpy.context, plan, generation.DanceArrays(args.scene_fps, rotations, translation, [], False))
-    plan.clean_up()
+    dance = generation.DanceArrays(float(args.scene_fps), rotations, translation, np.zeros(0), False)
+    generation.key_arrays(bpy.context, dance, rig.name)
     machine = platform.processor() or platform.machine()
     print(f"Blender {bpy.app.version_string}, {machine}, {os.cpu_count()} cores, Python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as folder:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 from pathlib import Path
 
 import bpy
@@ -84,21 +83,6 @@ def unreal_rig() -> bpy.types.Object:
     return rig
 
 
-def key(rig: bpy.types.Object, dance: generation.DanceArrays) -> None:
-    frames = len(dance.joint_rotations)
-    plan = generation.JobPlan(
-        span=generation.AudioSpan("song", 0.0, None, 1, frames, dance.fps, "song"),
-        target=rig.name,
-        seed=0,
-        temperature=1.0,
-        top_k=0,
-        beat_markers=False,
-        scratch_dir=tempfile.mkdtemp(),
-    )
-    generation.apply_dance(bpy.context, plan, dance)
-    plan.clean_up()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dance", type=Path, help="an NPZ from `python -m backend generate`")
@@ -118,7 +102,7 @@ def main() -> None:
         rig.location.x = offset
         if rig is not smpl:
             capsule_skin(rig)
-        key(rig, dance)
+        generation.key_arrays(bpy.context, dance, rig.name)
     camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
     scene.collection.objects.link(camera)
     scene.frame_set(args.frame)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import tempfile
 
 import numpy as np
 import pytest
@@ -84,17 +83,7 @@ def mixamo_rig(scene: bpy.types.Scene) -> bpy.types.Object:
 
 
 def key(scene: bpy.types.Scene, rig: bpy.types.Object, arrays: generation.DanceArrays) -> None:
-    plan = generation.JobPlan(
-        span=generation.AudioSpan("song.ogg", 0.0, None, 1, len(arrays.joint_rotations), 30.0, "song"),
-        target=rig.name,
-        seed=0,
-        temperature=1.0,
-        top_k=0,
-        beat_markers=False,
-        scratch_dir=tempfile.mkdtemp(),
-    )
-    generation.apply_dance(bpy.context, plan, arrays)
-    plan.clean_up()
+    generation.key_arrays(bpy.context, arrays, rig.name)
 
 
 def world_heads(scene, rig, frame: int) -> dict[str, np.ndarray]:
