@@ -23,14 +23,16 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import occlusion, pose_files, pose_guides
+from . import occlusion, pose_files, pose_guides, rig_mapping
 from .armature import ArmatureError, check_smpl_armature
 from .keyframes import SLOTTED_ACTIONS
 from .pose_keypoints import SMPL_MESH_VERTICES, mesh_keypoints, mesh_vertex_ids, whole_body_keypoints
 from .preview import quiet_stdout
 from .projection import FRAMING_SENSOR_MM, POSE_PASS_SIZE, CameraModel, framing_camera, project
+from .retarget import rest_alignments, scale_and_floor
+from .rig_layout import rest_layout
 from .scene_camera import camera_model
-from .skeleton import JOINT_NAMES, SMPL_TO_BLENDER, quaternion_to_matrix
+from .skeleton import JOINT_NAMES, PARENTS, REST_OFFSETS, SMPL_TO_BLENDER, quaternion_to_matrix
 
 HIDDEN_CONFIDENCE = 0.5  # a keypoint the body hides: above pose_guides.DRAW_THRESHOLD, so it is drawn
 DEFAULT_FPS = 30.0  # X-Dancer's frame rate
@@ -152,8 +154,22 @@ def _skinned_points(rig: bpy.types.Object, body: bpy.types.Object, posed: dict[s
     return result
 
 
+def joint_bones(rig: bpy.types.Object) -> tuple[dict[int, str], dict[int, np.ndarray], float]:
+    """SMPL joint -> the bone carrying it; joint -> the rest alignment ``A`` of the retargeting
+    (identity on SMPL-named bones); the rig's size in armature units per SMPL metre."""
+    if all(name in rig.data.bones for name in JOINT_NAMES):
+        return dict(enumerate(JOINT_NAMES)), {joint: np.eye(3) for joint in range(len(JOINT_NAMES))}, 1.0
+    bone_map = rig_mapping.bone_map_for(rig)
+    target = rig_mapping.armature_rig(rig)
+    by_index = {JOINT_NAMES.index(joint): target.names.index(bone) for joint, bone in bone_map.items()}
+    ratio, _ = scale_and_floor(target, by_index, rest_layout().heads)
+    bones = {JOINT_NAMES.index(joint): bone for joint, bone in bone_map.items()}
+    return bones, rest_alignments(target, by_index), ratio
+
+
 def armature_motion(rig: bpy.types.Object, scene_frames: np.ndarray) -> ArmatureMotion:
-    """The SMPL joints of ``rig`` (an SMPL-named armature) at the given (fractional) scene frames."""
+    """The SMPL joints of ``rig`` (SMPL-named, or mapped by its bone map) at the given (fractional)
+    scene frames. Joints the map leaves out sit at their SMPL offset from their parent."""
     curves = _fcurves(rig)
     count = len(scene_frames)
     world = np.array(rig.matrix_world)
@@ -170,15 +186,23 @@ def armature_motion(rig: bpy.types.Object, scene_frames: np.ndarray) -> Armature
         else:
             parent_rest = np.array(bone.parent.bone.matrix_local)
             posed[bone.name] = posed[bone.parent.name] @ (np.linalg.inv(parent_rest) @ rest) @ basis
+    bones, align, ratio = joint_bones(rig)
     positions = np.empty((count, len(JOINT_NAMES), 3))
     frames = np.empty((count, len(JOINT_NAMES), 3, 3))
-    for joint, name in enumerate(JOINT_NAMES):
-        matrix = world @ posed[name]
+    for joint in range(len(JOINT_NAMES)):
+        name = bones.get(joint)
+        if name is None:  # parents come first in SMPL's order
+            frames[:, joint] = frames[:, PARENTS[joint]]
+            positions[:, joint] = positions[:, PARENTS[joint]] + frames[:, joint] @ REST_OFFSETS[joint]
+            continue
         rest = np.array(rig.data.bones[name].matrix_local)[:3, :3]
-        positions[:, joint] = matrix[:, :3, 3]
-        # Posed rotation relative to rest, in world, applied to SMPL axes laid out as the rest pose's.
-        frames[:, joint] = world[:3, :3] @ posed[name][:, :3, :3] @ np.linalg.inv(rest) @ SMPL_TO_BLENDER
-    scale = float(abs(np.linalg.det(world[:3, :3])) ** (1.0 / 3.0))
+        rest = rest / np.linalg.norm(rest, axis=0)
+        positions[:, joint] = (world @ posed[name])[:, :3, 3]
+        # The joint's turn from SMPL's rest pose (the retargeting's D = P R^-1 A^-1), in world,
+        # applied to SMPL-axes offsets at the rig's size.
+        turn = posed[name][:, :3, :3] @ rest.T @ align[joint].T
+        frames[:, joint] = ratio * world[:3, :3] @ turn @ SMPL_TO_BLENDER
+    scale = ratio * float(abs(np.linalg.det(world[:3, :3])) ** (1.0 / 3.0))
     body = smpl_body(rig)
     mesh_vertices = None if body is None else _skinned_points(rig, body, posed)
     return ArmatureMotion(positions=positions, frames=frames, scale=scale, mesh_vertices=mesh_vertices)
@@ -188,7 +212,7 @@ def armature_motion(rig: bpy.types.Object, scene_frames: np.ndarray) -> Armature
 
 
 def _auto_camera(scene: bpy.types.Scene, motion: ArmatureMotion, rig: bpy.types.Object, settings: PosePassSettings):
-    facing = -np.array(rig.matrix_world)[:3, 1]  # the SMPL dancer faces its armature's -Y
+    facing = -np.array(rig.matrix_world)[:3, 1]  # dancers face their armature's -Y
     matrix, lens = framing_camera(motion.keypoints(), facing, settings.width, settings.height, FRAMING_SENSOR_MM)
     camera = bpy.data.objects.get(AUTO_CAMERA_NAME)
     if camera is None or camera.type != "CAMERA":
@@ -321,7 +345,9 @@ def render_guide_video(
 def write_pose_pass(scene: bpy.types.Scene, rig: bpy.types.Object, settings: PosePassSettings) -> Iterator[float]:
     """Write the pass into settings.folder; yields progress 0..1 (the caller drives it). Raises PosePassError."""
     try:
-        check_smpl_armature(rig)
+        if rig is None or rig.type != "ARMATURE":
+            check_smpl_armature(rig)  # says what is wrong
+        joint_bones(rig)
     except ArmatureError as error:
         raise PosePassError(f"2D pose pass: {error}") from None
     if settings.width < 16 or settings.height < 16 or settings.width % 2 or settings.height % 2:

@@ -93,6 +93,15 @@ def _target_rest_direction(rig: Rig, bone: int, joint: int, mapped: dict[int, in
     return rig.rest[bone, :3, 1]
 
 
+def rest_alignments(rig: Rig, bone_map: dict[int, int]) -> dict[int, np.ndarray]:
+    """SMPL joint -> (3, 3) the rotation ``A`` laying its bone's rest direction onto the joint's."""
+    source_directions = _source_rest_directions()
+    return {
+        joint: rotation_between(_target_rest_direction(rig, bone, joint, bone_map), source_directions[joint])
+        for joint, bone in bone_map.items()
+    }
+
+
 def retarget(
     joint_rotations: np.ndarray, root_translation: np.ndarray, rig: Rig, bone_map: dict[int, int]
 ) -> RetargetedDance:
@@ -104,7 +113,7 @@ def retarget(
     positions, global_rotations = forward_kinematics(joint_rotations, root_translation)
     turn = SMPL_TO_BLENDER @ global_rotations @ SMPL_TO_BLENDER.T  # (T, 24, 3, 3): D per joint
     rest_rotation = rig.rest[:, :3, :3] / np.linalg.norm(rig.rest[:, :3, :3], axis=1, keepdims=True)
-    source_directions = _source_rest_directions()
+    align = rest_alignments(rig, bone_map)
     is_mapped = np.zeros(bones, dtype=bool)
     joint_of = {}
     for joint, bone in bone_map.items():
@@ -117,8 +126,7 @@ def retarget(
         parent = rig.parents[bone]
         if is_mapped[bone]:
             joint = joint_of[bone]
-            align = rotation_between(_target_rest_direction(rig, bone, joint, bone_map), source_directions[joint])
-            posed[:, bone] = turn[:, joint] @ align @ rest_rotation[bone]
+            posed[:, bone] = turn[:, joint] @ align[joint] @ rest_rotation[bone]
         elif parent >= 0:  # unmapped: keeps its rest pose relative to its parent
             posed[:, bone] = posed[:, parent] @ rest_rotation[parent].T @ rest_rotation[bone]
         else:

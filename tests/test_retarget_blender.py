@@ -273,3 +273,27 @@ def test_the_export_operator_writes_the_file_and_refuses_an_unknown_format(scene
     with pytest.raises(RuntimeError, match="unknown export format") as error:
         bpy.ops.bailando.export_dance(filepath=str(tmp_path / "d.obj"))
     assert "Traceback" not in str(error.value) and not (tmp_path / "d.obj").exists()
+
+
+def test_the_pose_pass_reads_a_retargeted_character_like_the_smpl_dancer(scene) -> None:
+    from bailando_blender import armature, pose_pass
+    from bailando_blender.pose_keypoints import BODY_18, FEET
+
+    arrays = dance()
+    rig = mixamo_rig(scene)
+    key(scene, rig, arrays)
+    smpl = armature.build_dancer(scene.collection)
+    key(scene, smpl, arrays)
+    frames = np.array([5.0, 17.0])
+    ours, theirs = pose_pass.armature_motion(smpl, frames), pose_pass.armature_motion(rig, frames)
+    points, other = ours.keypoints(), theirs.keypoints()
+    turn = np.array(rig.matrix_world.to_3x3().normalized())
+    size = theirs.scale / ours.scale  # the character's size against SMPL's, object scale included
+    names = [*BODY_18, *FEET]
+    for point, joint in (("nose", 15), ("left_ear", 15), ("left_heel", 7), ("right_big_toe", 8)):
+        k = names.index(point)
+        wanted = size * turn @ (points[:, k] - ours.positions[:, joint]).T
+        np.testing.assert_allclose((other[:, k] - theirs.positions[:, joint]).T, wanted, atol=2e-3 * size)
+    hand = len(names) + 12  # left middle fingertip, from the left wrist
+    wanted = size * turn @ (points[:, hand] - ours.positions[:, 20]).T
+    np.testing.assert_allclose((other[:, hand] - theirs.positions[:, 20]).T, wanted, atol=2e-3 * size)
