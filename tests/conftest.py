@@ -82,3 +82,23 @@ def click_song(song_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture(scope="module")
+def registered_extension() -> None:
+    """The extension registered in the bpy module for a test module (its tests import bpy first)."""
+    import bailando_blender
+
+    bailando_blender.register()
+    yield
+    bailando_blender.unregister()
+
+
+def empty_scene(fps: int):  # -> bpy.types.Scene
+    """A fresh empty scene at ``fps`` frames per second."""
+    import bpy
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = fps, 1.0
+    return scene

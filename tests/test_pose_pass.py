@@ -11,7 +11,6 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-import bailando_blender  # noqa: E402  (after the importorskip)
 from bailando_blender import armature, keyframes, pose_pass  # noqa: E402
 from bailando_blender.pose_channels import bone_rotations, root_location  # noqa: E402
 from bailando_blender.pose_keypoints import (  # noqa: E402
@@ -30,24 +29,15 @@ from bailando_blender.skeleton import (  # noqa: E402
     rest_positions,
 )
 
-from .conftest import write_song  # noqa: E402
+from .conftest import empty_scene, write_song  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("registered_extension")]
 FRAMES = 48  # two seconds at the scene's 24 fps
-
-
-@pytest.fixture(scope="module", autouse=True)
-def extension() -> None:
-    bailando_blender.register()
-    yield
-    bailando_blender.unregister()
 
 
 @pytest.fixture
 def scene() -> bpy.types.Scene:
-    bpy.ops.wm.read_homefile(use_empty=True)
-    scene = bpy.context.scene
-    scene.render.fps, scene.render.fps_base = 24, 1.0
+    scene = empty_scene(24)
     scene.frame_start, scene.frame_end = 1, FRAMES
     return scene
 

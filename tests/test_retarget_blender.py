@@ -9,7 +9,6 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-import bailando_blender  # noqa: E402  (after the importorskip)
 from bailando_blender import bone_maps, generation, retarget, rig_mapping  # noqa: E402
 from bailando_blender.rig_layout import TAIL_JOINT, rest_layout  # noqa: E402
 from bailando_blender.skeleton import (  # noqa: E402
@@ -21,26 +20,17 @@ from bailando_blender.skeleton import (  # noqa: E402
     quaternion_to_matrix,
 )
 
+from .conftest import empty_scene  # noqa: E402
 from .test_retarget import smpl_like_rig  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("registered_extension")]
 FRAMES = 30
 FEET = (7, 8, 10, 11)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def extension() -> None:
-    bailando_blender.register()
-    yield
-    bailando_blender.unregister()
-
-
 @pytest.fixture
 def scene() -> bpy.types.Scene:
-    bpy.ops.wm.read_homefile(use_empty=True)
-    scene = bpy.context.scene
-    scene.render.fps, scene.render.fps_base = 30, 1.0
-    return scene
+    return empty_scene(30)
 
 
 def dance(frames: int = FRAMES, seed: int = 3) -> generation.DanceArrays:
