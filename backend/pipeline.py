@@ -11,6 +11,7 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation, Slerp
 
 from bailando_blender.skeleton import (
+    FOOT_JOINTS,
     forward_kinematics,
     make_quaternions_continuous,
     matrix_to_quaternion,
@@ -30,6 +31,12 @@ MAX_OUTPUT_FPS = 240.0
 # 15 m in a 3-minute song, measured). By default the slow part of the root's path is held
 # within this radius of where it started (metres; a stage ~3 m across); 0 lets it go.
 STAGE_RADIUS_M = 1.5
+# Foot planting: while the lowest foot joint is this close to the floor it is held in place
+# by moving the root against its slide, fully below PLANT_FULL_M and fading out by PLANT_NONE_M
+# (metres above the floor; the metrics count a foot under 5 cm as in contact).
+PLANT_FULL_M = 0.03
+PLANT_NONE_M = 0.08
+PLANT_SMOOTHING_FRAMES = 2.0  # sigma of the correction, frames at the model's 30 fps
 STAGE_SMOOTHING_S = 1.0  # sigma of the "slow part": steps and sways faster than this are untouched
 
 ProgressCallback = Callable[[float, str], None]
@@ -99,6 +106,28 @@ def put_on_floor(joint_rotations: np.ndarray, root_translation: np.ndarray) -> n
     return grounded
 
 
+def plant_feet(joint_rotations: np.ndarray, root_translation: np.ndarray) -> np.ndarray:
+    """(T, 24, 3, 3) rotations + (T, 3) root -> the root with the foot on the floor kept from sliding.
+
+    Each frame, the root's horizontal step is reduced by the step of the foot joint that was
+    lowest, weighted by how close that foot is to the floor: a planted foot then stays where
+    it is and the body moves over it, as a dancer pushes off the floor. Heights are untouched.
+    """
+    positions, _ = forward_kinematics(joint_rotations, root_translation)
+    feet = positions[:, list(FOOT_JOINTS)]
+    lowest = feet[..., 1].argmin(axis=1)
+    rows = np.arange(len(feet))
+    height = feet[rows, lowest, 1] - floor_height(positions)
+    weight = np.clip((PLANT_NONE_M - height) / (PLANT_NONE_M - PLANT_FULL_M), 0.0, 1.0)
+    slide = np.diff(feet[..., [0, 2]], axis=0)[rows[:-1], lowest[:-1]]  # (T-1, 2), root step included
+    # Smoothed, so that the hand-over from one foot to the other does not jerk the body.
+    correction = gaussian_filter1d(weight[:-1, None] * slide, PLANT_SMOOTHING_FRAMES, axis=0, mode="nearest")
+    steps = np.diff(root_translation[:, [0, 2]], axis=0) - correction
+    planted = root_translation.copy()
+    planted[1:, [0, 2]] = root_translation[0, [0, 2]] + np.cumsum(steps, axis=0)
+    return planted
+
+
 def keep_on_stage(root_translation: np.ndarray, fps: float, radius_m: float) -> np.ndarray:
     """(T, 3) root positions (Y up) -> the same with the smoothed horizontal path pulled back to
     within ``radius_m`` of its start. The pull follows the smoothed path, so it is as slow as
@@ -161,7 +190,7 @@ def generate(
     report("rotations", 0.0)
     upper, lower = generator.decode(upper_tokens, lower_tokens)
     rotations, translation = decode_motion(upper[: music.num_frames], lower[: music.num_frames])
-    translation = keep_on_stage(translation, FPS, stage_radius_m)
+    translation = keep_on_stage(plant_feet(rotations, translation), FPS, stage_radius_m)
     num_frames = max(1, round(music.duration_s * fps))
     if fps != FPS:
         rotations, translation = resample(rotations, translation, FPS, fps, num_frames)

@@ -121,3 +121,18 @@ def test_the_extension_and_the_backend_default_to_the_same_stage_radius() -> Non
     from bailando_blender.generation import DEFAULT_STAGE_RADIUS_M
 
     assert DEFAULT_STAGE_RADIUS_M == STAGE_RADIUS_M
+
+
+def test_plant_feet_stops_a_foot_sliding_on_the_floor_and_leaves_heights_alone() -> None:
+    from backend.pipeline import plant_feet
+
+    frames = 90
+    rotations = np.tile(np.eye(3), (frames, 24, 1, 1))
+    translation = np.zeros((frames, 3))
+    translation[:, 1] = sk.REST_PELVIS_HEIGHT
+    translation[:, 0] = np.arange(frames) / 30.0  # the whole body glides at 1 m/s: both feet slide
+    planted = plant_feet(rotations, translation)
+    np.testing.assert_array_equal(planted[:, 1], translation[:, 1])
+    positions, _ = sk.forward_kinematics(rotations, planted)
+    foot_speed = np.linalg.norm(np.diff(positions[:, list(sk.FOOT_JOINTS)][..., [0, 2]], axis=0), axis=-1) * 30.0
+    assert foot_speed[10:-10].max() < 1e-6  # held in place (away from the smoothing's ends)
