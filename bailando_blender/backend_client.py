@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 STDERR_LINES_KEPT = 20  # the backend's last stderr lines, shown when it dies
+STDERR_DRAIN_S = 2.0  # how long an exit report waits for the backend's last stderr lines
 READY_TIMEOUT_S = 120.0  # a cold start may compile librosa's numba functions
 
 
@@ -81,8 +82,9 @@ class BackendProcess:
             raise BackendError(self.failure) from None
         self.state, self.failure, self.info = "starting", None, {}
         self._stderr.clear()
-        threading.Thread(target=self._read_stdout, args=(self._process,), daemon=True).start()
-        threading.Thread(target=self._read_stderr, args=(self._process,), daemon=True).start()
+        stderr_reader = threading.Thread(target=self._read_stderr, args=(self._process,), daemon=True)
+        stderr_reader.start()
+        threading.Thread(target=self._read_stdout, args=(self._process, stderr_reader), daemon=True).start()
 
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
@@ -197,13 +199,15 @@ class BackendProcess:
             elif kind == "cancelled":
                 job.done, job.cancelled = True, True
 
-    def _read_stdout(self, process: subprocess.Popen[str]) -> None:
+    def _read_stdout(self, process: subprocess.Popen[str], stderr_reader: threading.Thread) -> None:
         for line in process.stdout:  # type: ignore[union-attr]
             try:
                 self._events.put(json.loads(line))
             except json.JSONDecodeError:
                 self._stderr.append(line.rstrip())
-        self._events.put({"event": "exited", "code": process.wait()})
+        code = process.wait()
+        stderr_reader.join(STDERR_DRAIN_S)  # the dying words come on stderr: read them before reporting
+        self._events.put({"event": "exited", "code": code})
 
     def _read_stderr(self, process: subprocess.Popen[str]) -> None:
         for line in process.stderr:  # type: ignore[union-attr]
