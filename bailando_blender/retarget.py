@@ -27,6 +27,7 @@ import numpy as np
 
 from .rig_layout import TAIL_JOINT, rest_layout
 from .skeleton import (
+    FOOT_JOINTS,
     SMPL_TO_BLENDER,
     forward_kinematics,
     make_quaternions_continuous,
@@ -34,8 +35,7 @@ from .skeleton import (
     quaternion_to_matrix,
 )
 
-PELVIS, LEFT_ANKLE, RIGHT_ANKLE, LEFT_TOES, RIGHT_TOES = 0, 7, 8, 10, 11
-FOOT_JOINTS = (LEFT_ANKLE, RIGHT_ANKLE, LEFT_TOES, RIGHT_TOES)
+PELVIS, LEFT_ANKLE, RIGHT_ANKLE = 0, 7, 8
 
 
 @dataclass(frozen=True)
