@@ -36,7 +36,11 @@ STAGE_RADIUS_M = 1.5
 # (metres above the floor; the metrics count a foot under 5 cm as in contact).
 PLANT_FULL_M = 0.03
 PLANT_NONE_M = 0.08
-PLANT_SMOOTHING_FRAMES = 2.0  # sigma of the correction, frames at the model's 30 fps
+PLANT_SMOOTHING_FRAMES = 1.0  # sigma of the correction, frames at the model's 30 fps
+# Passes: after one, the other foot may have become the lowest; a second pass catches it.
+# Measured on two unseen songs x 2 seeds (skating m/s, jerk m/s^3): none 0.56, 361; one pass
+# sigma 2: 0.35, 362; sigma 1: 0.31, 369; two passes sigma 1: 0.29, 379; sigma 0.5: 0.25, 428.
+PLANT_PASSES = 2
 STAGE_SMOOTHING_S = 1.0  # sigma of the "slow part": steps and sways faster than this are untouched
 
 ProgressCallback = Callable[[float, str], None]
@@ -120,7 +124,7 @@ def plant_feet(joint_rotations: np.ndarray, root_translation: np.ndarray) -> np.
     height = feet[rows, lowest, 1] - floor_height(positions)
     weight = np.clip((PLANT_NONE_M - height) / (PLANT_NONE_M - PLANT_FULL_M), 0.0, 1.0)
     slide = np.diff(feet[..., [0, 2]], axis=0)[rows[:-1], lowest[:-1]]  # (T-1, 2), root step included
-    # Smoothed, so that the hand-over from one foot to the other does not jerk the body.
+    # Smoothed (a little), so that the hand-over from one foot to the other does not jerk the body.
     correction = gaussian_filter1d(weight[:-1, None] * slide, PLANT_SMOOTHING_FRAMES, axis=0, mode="nearest")
     steps = np.diff(root_translation[:, [0, 2]], axis=0) - correction
     planted = root_translation.copy()
@@ -190,7 +194,9 @@ def generate(
     report("rotations", 0.0)
     upper, lower = generator.decode(upper_tokens, lower_tokens)
     rotations, translation = decode_motion(upper[: music.num_frames], lower[: music.num_frames])
-    translation = keep_on_stage(plant_feet(rotations, translation), FPS, stage_radius_m)
+    for _ in range(PLANT_PASSES):
+        translation = plant_feet(rotations, translation)
+    translation = keep_on_stage(translation, FPS, stage_radius_m)
     num_frames = max(1, round(music.duration_s * fps))
     if fps != FPS:
         rotations, translation = resample(rotations, translation, FPS, fps, num_frames)
