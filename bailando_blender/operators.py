@@ -220,7 +220,7 @@ def pose_pass_settings(scene: bpy.types.Scene):  # -> pose_pass.PosePassSettings
 
 
 class BAILANDO_OT_write_pose_pass(bpy.types.Operator):
-    """Write the active dancer's 2D pose pass over the scene's frame range: keypoints, OpenPose JSON, guide video"""
+    """Write the active dancer's 2D pose pass over the scene's range: keypoints, OpenPose JSON, guide video (Esc)"""
 
     bl_idname = "bailando.write_pose_pass"
     bl_label = "Write 2D Pose Pass"
@@ -264,6 +264,9 @@ class BAILANDO_OT_write_pose_pass(bpy.types.Operator):
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         from .pose_pass import PosePassError
 
+        if event.type == "ESC":
+            self.steps.close()  # the pass's own clean-up removes what it staged: nothing is written
+            return self.stop(context, "2D pose pass cancelled", False)
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         state = job_state(context)

@@ -203,3 +203,14 @@ def test_bad_settings_fail_in_one_line_and_write_nothing(scene: bpy.types.Scene,
         pose_pass.run_pose_pass(scene, rig, settings)
     assert "\n" not in str(error.value)
     assert not folder.is_dir() and pose_pass.AUTO_CAMERA_NAME not in bpy.data.objects
+
+
+def test_a_pass_stopped_half_way_leaves_no_files(scene: bpy.types.Scene, tmp_path: Path) -> None:
+    rig = keyed_dancer(scene)
+    folder = tmp_path / "pass"
+    steps = pose_pass.write_pose_pass(scene, rig, pose_pass.PosePassSettings(str(folder), 1, FRAMES, camera="AUTO"))
+    for _ in range(5):  # into the guide frames
+        next(steps)
+    assert any(folder.iterdir())  # the staging folder
+    steps.close()  # what Esc does in the panel
+    assert list(folder.iterdir()) == [] and "Pose Guide" not in bpy.data.images
