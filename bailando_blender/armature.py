@@ -125,6 +125,11 @@ def remove_dancer(armature: bpy.types.Object) -> None:
         bpy.data.armatures.remove(data)
 
 
+def has_smpl_names(obj: bpy.types.Object) -> bool:
+    """Whether the armature ``obj`` has a bone for every SMPL joint, named as SMPL names it."""
+    return all(name in obj.data.bones for name in JOINT_NAMES)
+
+
 def check_smpl_armature(obj: bpy.types.Object | None) -> None:
     """Raise ArmatureError unless ``obj`` is an armature with every SMPL joint as a bone."""
     if obj is None:

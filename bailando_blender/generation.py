@@ -77,23 +77,14 @@ def target_armature(context: bpy.types.Context) -> bpy.types.Object:
     obj = context.active_object
     if obj is not None and obj.type != "ARMATURE" and obj.parent is not None and obj.parent.type == "ARMATURE":
         obj = obj.parent
-    check_dancer(obj)
+    rig_mapping.check_dancer(obj)
     return obj
-
-
-def check_dancer(obj: bpy.types.Object | None) -> None:
-    """Raise ArmatureError unless ``obj`` is an armature the dance can drive: SMPL's joint names,
-    or a bone map (its own, or one guessed from presets and its hierarchy)."""
-    if obj is None or obj.type != "ARMATURE":
-        dancer_rig.check_smpl_armature(obj)  # says what is wrong
-    if not all(name in obj.data.bones for name in JOINT_NAMES):
-        rig_mapping.bone_map_for(obj)
 
 
 def dance_channels(rig: bpy.types.Object, joint_rotations: np.ndarray, root_translation: np.ndarray) -> list:
     """Pose channels (keyframes.Channel) that put the dance on ``rig``: directly on SMPL-named
     bones, through the retargeting on any other humanoid."""
-    if all(name in rig.data.bones for name in JOINT_NAMES):
+    if dancer_rig.has_smpl_names(rig):
         rest, heads = dancer_rig.rest_rotations(rig)
         rotations = bone_rotations(joint_rotations, rest)
         location = root_location(root_translation, rest[0], heads[0])
@@ -213,7 +204,7 @@ def apply_dance(context: bpy.types.Context, plan: JobPlan, dance: DanceArrays) -
     else:
         rig = bpy.data.objects.get(plan.target)
         try:
-            check_dancer(rig)
+            rig_mapping.check_dancer(rig)
         except ArmatureError as error:
             raise DanceError(f"Dancer: {error}") from None
     built = rig is None

@@ -7,7 +7,7 @@ import textwrap
 import bpy
 
 from . import backend_manager
-from .skeleton import JOINT_NAMES
+from .armature import has_smpl_names
 from .sound_strips import active_sound_strip, all_strips_name
 
 WRAP_CHARACTERS = 38  # about what the sidebar shows at its default width
@@ -132,7 +132,7 @@ class VIEW3D_PT_bailando_bone_map(bpy.types.Panel):
         if obj is None or obj.type != "ARMATURE":
             layout.label(text="Select the character's armature", icon="INFO")
             return
-        if all(name in obj.data.bones for name in JOINT_NAMES):
+        if has_smpl_names(obj):
             layout.label(text="SMPL joint names: no map needed", icon="CHECKMARK")
             return
         row = layout.row(align=True)

@@ -24,7 +24,7 @@ import bpy
 import numpy as np
 
 from . import occlusion, pose_files, pose_guides, rig_mapping
-from .armature import ArmatureError, check_smpl_armature
+from .armature import ArmatureError, has_smpl_names
 from .keyframes import SLOTTED_ACTIONS
 from .pose_keypoints import SMPL_MESH_VERTICES, mesh_keypoints, mesh_vertex_ids, whole_body_keypoints
 from .preview import quiet_stdout
@@ -157,7 +157,7 @@ def _skinned_points(rig: bpy.types.Object, body: bpy.types.Object, posed: dict[s
 def joint_bones(rig: bpy.types.Object) -> tuple[dict[int, str], dict[int, np.ndarray], float]:
     """SMPL joint -> the bone carrying it; joint -> the rest alignment ``A`` of the retargeting
     (identity on SMPL-named bones); the rig's size in armature units per SMPL metre."""
-    if all(name in rig.data.bones for name in JOINT_NAMES):
+    if has_smpl_names(rig):
         return dict(enumerate(JOINT_NAMES)), {joint: np.eye(3) for joint in range(len(JOINT_NAMES))}, 1.0
     bone_map = rig_mapping.bone_map_for(rig)
     target = rig_mapping.armature_rig(rig)
@@ -345,9 +345,7 @@ def render_guide_video(
 def write_pose_pass(scene: bpy.types.Scene, rig: bpy.types.Object, settings: PosePassSettings) -> Iterator[float]:
     """Write the pass into settings.folder; yields progress 0..1 (the caller drives it). Raises PosePassError."""
     try:
-        if rig is None or rig.type != "ARMATURE":
-            check_smpl_armature(rig)  # says what is wrong
-        joint_bones(rig)
+        rig_mapping.check_dancer(rig)
     except ArmatureError as error:
         raise PosePassError(f"2D pose pass: {error}") from None
     if settings.width < 16 or settings.height < 16 or settings.width % 2 or settings.height % 2:

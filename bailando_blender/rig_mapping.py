@@ -6,7 +6,7 @@ import bpy
 import numpy as np
 
 from . import bone_maps
-from .armature import ArmatureError
+from .armature import ArmatureError, check_smpl_armature, has_smpl_names
 from .retarget import Rig
 from .skeleton import JOINT_NAMES
 
@@ -42,6 +42,15 @@ def store_map(obj: bpy.types.Object, bone_map: dict[str, str]) -> None:
 def guessed_map(obj: bpy.types.Object) -> tuple[str, dict[str, str]]:
     rig = armature_rig(obj)
     return bone_maps.guess_map(rig.names, rig.parents, rig.rest[:, :3, 3])
+
+
+def check_dancer(obj: bpy.types.Object | None) -> None:
+    """Raise ArmatureError unless ``obj`` is an armature the dance can drive: SMPL's joint names,
+    or a bone map (its own, or one guessed from presets and its hierarchy)."""
+    if obj is None or obj.type != "ARMATURE":
+        check_smpl_armature(obj)  # says what is wrong
+    if not has_smpl_names(obj):
+        bone_map_for(obj)
 
 
 def bone_map_for(obj: bpy.types.Object) -> dict[str, str]:
