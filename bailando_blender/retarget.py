@@ -147,13 +147,14 @@ def retarget(
     head = np.empty((frames, 3))
     head[:, :2] = rig.rest[hips, :2, 3] + ratio * (source[:, PELVIS, :2] - source_rest[PELVIS, :2])
     head[:, 2] = target_floor + ratio * source[:, PELVIS, 2]
-    feet = [bone_map[joint] for joint in FOOT_JOINTS if joint in bone_map]
+    frame = _hips_frame(rig, rotations, hips)
+    feet = [joint for joint in FOOT_JOINTS if joint in bone_map]
     if feet:
-        location = _hips_location(rig, rotations, hips, head)
-        lowest = _bone_heads(rig, rotations, hips, location)[:, feet, 2].min(axis=1)
-        wanted = target_floor + ratio * source[:, [j for j in FOOT_JOINTS if j in bone_map], 2].min(axis=1)
-        head[:, 2] += wanted - lowest
-    return RetargetedDance(rotations=rotations, hips_location=_hips_location(rig, rotations, hips, head), hips=hips)
+        # Moving the hips' head moves every bone below it by as much: one pass finds the lift.
+        heads = _chain_matrices(rig, rotations, hips, _location_for(frame, head))[..., :3, 3]
+        lowest = heads[:, [bone_map[joint] for joint in feet], 2].min(axis=1)
+        head[:, 2] += target_floor + ratio * source[:, feet, 2].min(axis=1) - lowest
+    return RetargetedDance(rotations=rotations, hips_location=_location_for(frame, head), hips=hips)
 
 
 def scale_and_floor(rig: Rig, bone_map: dict[int, int], source_rest: np.ndarray) -> tuple[float, float]:
@@ -184,17 +185,17 @@ def _chain_matrices(rig: Rig, rotations: np.ndarray, hips: int, hips_location: n
     return posed
 
 
-def _hips_location(rig: Rig, rotations: np.ndarray, hips: int, head: np.ndarray) -> np.ndarray:
-    """The hips bone's location channel that puts its head at ``head`` (T, 3), armature space."""
+def _hips_frame(rig: Rig, rotations: np.ndarray, hips: int) -> np.ndarray:
+    """(T, 4, 4) the frame the hips bone's location channel is in: its rest matrix carried by its
+    parent's pose (the parent does not depend on that channel)."""
     parent = rig.parents[hips]
     if parent < 0:
-        frame = np.broadcast_to(rig.rest[hips], (len(head), 4, 4))
-    else:
-        posed = _chain_matrices(rig, rotations, hips, None)
-        frame = posed[:, parent] @ np.linalg.inv(rig.rest[parent]) @ rig.rest[hips]
+        return np.broadcast_to(rig.rest[hips], (len(rotations), 4, 4))
+    posed = _chain_matrices(rig, rotations, hips, None)
+    return posed[:, parent] @ np.linalg.inv(rig.rest[parent]) @ rig.rest[hips]
+
+
+def _location_for(frame: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """The hips bone's location channel that puts its head at ``head`` (T, 3), armature space."""
     target = np.concatenate([head, np.ones((len(head), 1))], axis=1)
     return np.einsum("tij,tj->ti", np.linalg.inv(frame), target)[:, :3]
-
-
-def _bone_heads(rig: Rig, rotations: np.ndarray, hips: int, hips_location: np.ndarray) -> np.ndarray:
-    return _chain_matrices(rig, rotations, hips, hips_location)[..., :3, 3]
