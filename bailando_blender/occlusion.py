@@ -12,22 +12,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from .rig_layout import SEGMENT_RADIUS
-from .skeleton import NUM_JOINTS, PARENTS, REST_OFFSETS
+from .rig_layout import LEAF_TAILS, SEGMENT_RADIUS
+from .skeleton import BLENDER_TO_SMPL, NUM_JOINTS, PARENTS, REST_OFFSETS
 
 MARGIN_M = 0.02  # metres (before object scale): a point this close behind a surface still shows
 SPHERES_PER_SEGMENT = 5  # along each capsule, ends included: ~10 cm apart on the longest bones
 FRAMES_PER_CHUNK = 256  # bounds the (frames, keypoints, spheres) work arrays to ~50 MB
 
-# Leaf segments past the last joint: joint -> (direction in the joint's own frame, SMPL axes;
-# length, metres), as ``rig_layout.LEAF_TAILS`` lays them out for the bones.
-LEAF_SEGMENTS: dict[int, tuple[tuple[float, float, float], float]] = {
-    10: ((0.0, 0.0, 1.0), 0.08),  # toes, forward
-    11: ((0.0, 0.0, 1.0), 0.08),
-    15: ((0.0, 1.0, 0.0), 0.2),  # head, up to the crown
-    22: (tuple(REST_OFFSETS[22] / np.linalg.norm(REST_OFFSETS[22])), 0.1),  # hands, on along the arm
-    23: (tuple(REST_OFFSETS[23] / np.linalg.norm(REST_OFFSETS[23])), 0.1),
-}
+
+def _leaf_direction(joint: int) -> np.ndarray:
+    """``rig_layout.LEAF_TAILS``'s direction for a leaf bone, in the joint's own frame (SMPL axes;
+    the rest pose's frames are SMPL's): fixed ones turned from Blender's frame, "along the
+    limb" as the joint's rest offset."""
+    direction = LEAF_TAILS[joint][0]
+    along = REST_OFFSETS[joint] if direction is None else BLENDER_TO_SMPL @ np.array(direction)
+    return along / np.linalg.norm(along)
+
+
+# Leaf segments past the last joint (toes, head, hands): joint -> (direction, length in
+# metres), the capsules the dancer's bones carry.
+LEAF_SEGMENTS = {joint: (_leaf_direction(joint), length) for joint, (_, length) in LEAF_TAILS.items()}
 
 
 def body_spheres(positions: np.ndarray, frames: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -43,7 +47,7 @@ def body_spheres(positions: np.ndarray, frames: np.ndarray, scale: float = 1.0) 
         radii.append(SEGMENT_RADIUS[parent])
     for joint, (direction, length) in LEAF_SEGMENTS.items():
         starts.append(positions[:, joint])
-        ends.append(positions[:, joint] + frames[:, joint] @ (np.array(direction) * length))
+        ends.append(positions[:, joint] + frames[:, joint] @ (direction * length))
         radii.append(SEGMENT_RADIUS[joint])
     start, end = np.stack(starts, axis=1), np.stack(ends, axis=1)  # (T, segments, 3)
     along = np.linspace(0.0, 1.0, SPHERES_PER_SEGMENT)

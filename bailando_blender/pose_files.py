@@ -96,13 +96,11 @@ def write_keypoint_files(
 
 
 def move_into(staging: Path, folder: Path) -> None:
-    """Move everything staged into ``folder`` (replacing what has the same names), then drop the staging folder."""
+    """Move every staged file into ``folder`` (replacing what has the same names); the staging
+    folder is left with empty folders only, for the caller to remove."""
     for path in sorted(staging.rglob("*")):
         target = folder / path.relative_to(staging)
         if path.is_dir():
             target.mkdir(parents=True, exist_ok=True)
         else:
             os.replace(path, target)
-    for path in sorted(staging.rglob("*"), reverse=True):
-        path.rmdir()
-    staging.rmdir()

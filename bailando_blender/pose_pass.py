@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ HIDDEN_CONFIDENCE = 0.5  # a keypoint the body hides: above pose_guides.DRAW_THR
 DEFAULT_FPS = 30.0  # X-Dancer's frame rate
 AUTO_CAMERA_NAME = "Pose Pass Camera"
 VIDEO_NAME = "pose_guides.mp4"
+MAX_FPS = 240.0  # the pass's highest frame rate (the panel's bound too)
 FRAMES_PER_STEP = 8  # guide frames drawn between progress reports (~0.2 s: the UI stays responsive)
 
 
@@ -211,9 +213,10 @@ def armature_motion(rig: bpy.types.Object, scene_frames: np.ndarray) -> Armature
 # --- the camera ---------------------------------------------------------------------------
 
 
-def _auto_camera(scene: bpy.types.Scene, motion: ArmatureMotion, rig: bpy.types.Object, settings: PosePassSettings):
+def _auto_camera(scene: bpy.types.Scene, points: np.ndarray, rig: bpy.types.Object, settings: PosePassSettings):
+    """The "Pose Pass Camera", placed to frame ``points`` (T, K, 3) world keypoints."""
     facing = -np.array(rig.matrix_world)[:3, 1]  # dancers face their armature's -Y
-    matrix, lens = framing_camera(motion.keypoints(), facing, settings.width, settings.height, FRAMING_SENSOR_MM)
+    matrix, lens = framing_camera(points, facing, settings.width, settings.height, FRAMING_SENSOR_MM)
     camera = bpy.data.objects.get(AUTO_CAMERA_NAME)
     if camera is None or camera.type != "CAMERA":
         camera = bpy.data.objects.new(AUTO_CAMERA_NAME, bpy.data.cameras.new(AUTO_CAMERA_NAME))
@@ -246,9 +249,8 @@ def pass_camera(scene: bpy.types.Scene, name: str) -> bpy.types.Object | None:
     return camera
 
 
-def keypoints_2d(motion: ArmatureMotion, camera: CameraModel) -> tuple[np.ndarray, np.ndarray]:
-    """(T, K, 3) pixels + confidence and (T, K, 3) world points."""
-    points = motion.keypoints()
+def keypoints_2d(motion: ArmatureMotion, points: np.ndarray, camera: CameraModel) -> np.ndarray:
+    """(T, K, 3) world keypoints of ``motion`` -> (T, K, 3) pixels + confidence."""
     pixels, depth = project(points, camera)
     inside = (
         (depth > 0)
@@ -263,8 +265,7 @@ def keypoints_2d(motion: ArmatureMotion, camera: CameraModel) -> tuple[np.ndarra
     centres, radii = occlusion.body_spheres(motion.positions, motion.frames, motion.scale)
     behind = occlusion.hidden(points, centres, radii, eye, view, motion.scale)
     confidence = np.where(inside, np.where(behind, HIDDEN_CONFIDENCE, 1.0), 0.0)
-    keypoints = np.concatenate([np.nan_to_num(pixels), confidence[..., None]], axis=-1)
-    return keypoints, points
+    return np.concatenate([np.nan_to_num(pixels), confidence[..., None]], axis=-1)
 
 
 def sample_frames(scene: bpy.types.Scene, settings: PosePassSettings) -> np.ndarray:
@@ -350,8 +351,8 @@ def write_pose_pass(scene: bpy.types.Scene, rig: bpy.types.Object, settings: Pos
         raise PosePassError(f"2D pose pass: {error}") from None
     if settings.width < 16 or settings.height < 16 or settings.width % 2 or settings.height % 2:
         raise PosePassError(f"2D pose pass: size {settings.width}x{settings.height} must be even and at least 16")
-    if not 0 < settings.fps <= 240:
-        raise PosePassError(f"2D pose pass: fps must be in (0, 240], got {settings.fps:g}")
+    if not 0 < settings.fps <= MAX_FPS:
+        raise PosePassError(f"2D pose pass: fps must be in (0, {MAX_FPS:g}], got {settings.fps:g}")
     if settings.last_frame < settings.first_frame:
         raise PosePassError(f"2D pose pass: frames {settings.first_frame}-{settings.last_frame} are empty")
     folder = Path(bpy.path.abspath(settings.folder)) if settings.folder else None
@@ -361,11 +362,12 @@ def write_pose_pass(scene: bpy.types.Scene, rig: bpy.types.Object, settings: Pos
     bpy.context.view_layer.update()  # object matrices as their transforms now say
     scene_frames = sample_frames(scene, settings)
     motion = armature_motion(rig, scene_frames)
+    points = motion.keypoints()
     yield 0.1
     if camera is None:
-        camera = _auto_camera(scene, motion, rig, settings)
+        camera = _auto_camera(scene, points, rig, settings)
     model = camera_model(scene, camera, resolution=(settings.width, settings.height))
-    keypoints, points = keypoints_2d(motion, model)
+    keypoints = keypoints_2d(motion, points, model)
     yield 0.2
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".pose-pass-", dir=folder))
@@ -393,15 +395,10 @@ def write_pose_pass(scene: bpy.types.Scene, rig: bpy.types.Object, settings: Pos
             finally:
                 bpy.data.images.remove(image)
             render_guide_video(scene, frame_folder, len(keypoints), staging / VIDEO_NAME, settings)
-            for png in frame_folder.iterdir():
-                png.unlink()
-            frame_folder.rmdir()
+            shutil.rmtree(frame_folder)
         pose_files.move_into(staging, folder)
     finally:
-        if staging.exists():
-            for path in sorted(staging.rglob("*"), reverse=True):
-                path.rmdir() if path.is_dir() else path.unlink()
-            staging.rmdir()
+        shutil.rmtree(staging, ignore_errors=True)
     yield 1.0
 
 

@@ -14,6 +14,7 @@ from bpy.props import (
 )
 
 from .generation import DEFAULT_STAGE_RADIUS_M
+from .pose_pass import MAX_FPS as PASS_MAX_FPS
 
 # Limits of the generator's variation controls (the backend checks them too).
 MAX_TEMPERATURE = 2.0  # above this the moves are noise
@@ -102,7 +103,7 @@ class PosePassProperties(bpy.types.PropertyGroup):
     camera: PointerProperty(name="Camera Object", type=bpy.types.Object, poll=_is_camera)
     width: IntProperty(name="Width", description="Pixels", default=512, min=16, max=8192, step=2)
     height: IntProperty(name="Height", description="Pixels", default=896, min=16, max=8192, step=2)
-    fps: FloatProperty(name="FPS", description="Frames per second of the pass", default=30.0, min=1.0, max=240.0)
+    fps: FloatProperty(name="FPS", description="Frames per second of the pass", default=30.0, min=1.0, max=PASS_MAX_FPS)
     video: BoolProperty(name="Guide Video", description="Also draw the pose-guide video with the song", default=True)
 
 
