@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from .generator import DEVICES, RUNTIMES
 from .music_features import FPS, configure_numba_cache
 
 EXIT_USER_ERROR = 2
@@ -20,7 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--weights", type=Path, default=None, help="generator checkpoint (default: the shipped one)")
-    model.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    model.add_argument("--device", choices=DEVICES, default="auto")
+    model.add_argument(
+        "--runtime", choices=RUNTIMES, default="auto", help="auto: ONNX Runtime when its graphs are there, else torch"
+    )
 
     gen = commands.add_parser("generate", parents=[model], help="dance to one song and write a file")
     gen.add_argument("audio", type=Path, help="wav, ogg, flac or mp3")
@@ -65,7 +69,7 @@ def run_generate(args: argparse.Namespace) -> int:
         raise UserInputError("--fps", f"must be in (0, {MAX_OUTPUT_FPS:g}], got {args.fps:g}")
     started = time.perf_counter()
     music = song_features(args.audio, args.start, args.end)  # a bad song fails before the networks load
-    generator = DanceGenerator.load(args.weights, args.device)
+    generator = DanceGenerator.load(args.weights, args.device, args.runtime)
     dance = generate(
         music,
         generator,
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     configure_numba_cache()
-    from models.checkpoint import CheckpointError
+    from models.files import CheckpointError
 
     from .errors import UserInputError
 
@@ -97,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             from .service import run_service
 
-            return run_service(args.weights, args.device)
+            return run_service(args.weights, args.device, args.runtime)
         return run_generate(args)
     except (UserInputError, CheckpointError) as error:
         sys.stderr.write(f"\nerror: {error}\n")

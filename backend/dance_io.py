@@ -18,7 +18,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from bailando_blender.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, REST_OFFSETS
-from models.checkpoint import atomic_output
+from models.files import atomic_output
 
 from .errors import UserInputError
 from .pipeline import Dance

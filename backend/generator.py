@@ -1,4 +1,9 @@
-"""The trained (or, before training, freshly initialised) networks the pipeline runs."""
+"""The trained (or, before training, freshly initialised) networks the pipeline runs, through one
+of two runtimes: ONNX Runtime (the default; no torch needed) or torch.
+
+Both runtimes give logits; choosing tokens from them (``sampling``) and the order of the
+generation calls live here, once, so the same seed gives the same tokens on either.
+"""
 
 from __future__ import annotations
 
@@ -6,70 +11,118 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
-import torch
 
-from models.checkpoint import read_checkpoint, restore_network
-from models.gpt import GPTConfig, MotionGPT
-from models.vqvae import MotionVQVAE, VQVAEConfig
+from models.files import CheckpointError
 
 from .errors import CancelledError
+from .onnx_runtime import OnnxNetworks, have_graphs, onnxruntime_module
 from .sampling import SamplingConfig, TokenSampler
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "models" / "weights" / "generator.safetensors"
-UNTRAINED_INIT_SEED = 20_240_101  # fixed, so untrained networks are the same in every process
+RUNTIMES = ("auto", "onnx", "torch")
+DEVICES = ("auto", "cuda", "cpu")
+# The three streams of the GPT's sequence (models.gpt: music, upper, lower at each step).
+MUSIC, UPPER, LOWER = 0, 1, 2
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    """'auto' -> CUDA when torch sees a GPU, else CPU; 'cuda' or 'cpu' as asked."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for, but torch sees no CUDA GPU")
-    return torch.device(device)
+class Networks(Protocol):
+    """What a runtime offers: the three graphs of ``models.onnx_export``, numpy in and out."""
+
+    runtime: str  # "onnx" or "torch"
+    device: str  # "cpu" or "cuda"
+    frames_per_token: int
+    d_model: int
+
+    def encode_music(self, music: np.ndarray) -> np.ndarray: ...
+
+    def new_cache(self) -> Any: ...
+
+    def step(
+        self, streams: np.ndarray, tokens: np.ndarray, music_steps: np.ndarray, cache: Any
+    ) -> tuple[np.ndarray, np.ndarray, Any]: ...
+
+    def decode(self, upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def torch_installed() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose_runtime(weights: Path, runtime: str) -> str:
+    """'auto' -> ONNX when ONNX Runtime is installed and the graphs are beside the weights, else torch."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime}")
+    if runtime != "auto":
+        return runtime
+    if onnxruntime_module() is not None and have_graphs(weights):
+        return "onnx"
+    if torch_installed():
+        return "torch"
+    if not have_graphs(weights):
+        raise CheckpointError(f"{weights}: has no ONNX graphs beside it, and torch (to run it) is not installed")
+    raise CheckpointError("neither onnxruntime nor torch is installed: the generator cannot run")
 
 
 @dataclass
 class DanceGenerator:
-    vqvae: MotionVQVAE
-    gpt: MotionGPT
-    device: torch.device
+    networks: Networks
     trained: bool
     source: str
 
     @property
     def frames_per_token(self) -> int:
-        return self.vqvae.cfg.frames_per_token
+        return self.networks.frames_per_token
+
+    @property
+    def runtime(self) -> str:
+        return self.networks.runtime
+
+    @property
+    def device(self) -> str:
+        return self.networks.device
 
     @classmethod
-    def load(cls, weights: str | Path | None = None, device: str = "auto") -> DanceGenerator:
-        """From a checkpoint; with no checkpoint at the default place, untrained networks."""
-        chosen = pick_device(device)
+    def load(cls, weights: str | Path | None = None, device: str = "auto", runtime: str = "auto") -> DanceGenerator:
+        """From a checkpoint (or its ONNX graphs); with nothing at the default place, untrained
+        networks (torch only).
+
+        device: auto / cuda / cpu. runtime: auto (ONNX Runtime when its graphs are there, else
+        torch) / onnx / torch. Raises CheckpointError or ValueError with a one-line message.
+        """
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device}")
         path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-        if weights is None and not path.exists():
+        if weights is None and not path.exists() and not have_graphs(path):
             log.warning("no trained weights at %s: the networks are untrained", path)
-            return cls.untrained(chosen)
-        configs, tensors, _ = read_checkpoint(path)
-        vqvae = restore_network(configs, tensors, "vqvae", VQVAEConfig, MotionVQVAE, str(path))
-        gpt = restore_network(configs, tensors, "gpt", GPTConfig, MotionGPT, str(path))
-        return cls(vqvae.to(chosen).eval(), gpt.to(chosen).eval(), chosen, True, str(path))
+            return cls.untrained(device)
+        chosen = choose_runtime(path, runtime)
+        if chosen == "onnx":
+            return cls(OnnxNetworks.load(path, device), True, str(path))
+        if not torch_installed():
+            raise CheckpointError("runtime 'torch' was asked for, but torch is not installed (pip install .[torch])")
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no such checkpoint")
+        from .torch_runtime import TorchNetworks
+
+        return cls(TorchNetworks.load(path, device), True, str(path))
 
     @classmethod
-    def untrained(cls, device: torch.device) -> DanceGenerator:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(UNTRAINED_INIT_SEED)
-            vqvae, gpt = MotionVQVAE(VQVAEConfig()), MotionGPT(GPTConfig())
-        # An untrained codebook is all zeros; spread it so that tokens decode differently.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(UNTRAINED_INIT_SEED + 1)
-            for half in (vqvae.upper, vqvae.lower):
-                half.quantiser.codebook.normal_()
-        return cls(vqvae.to(device).eval(), gpt.to(device).eval(), device, False, "untrained")
+    def untrained(cls, device: str = "auto") -> DanceGenerator:
+        if not torch_installed():
+            raise CheckpointError(f"no trained weights at {DEFAULT_WEIGHTS}, and torch (for untrained ones) is missing")
+        from .torch_runtime import TorchNetworks
 
-    @torch.inference_mode()
+        return cls(TorchNetworks.untrained(device), False, "untrained")
+
     def tokens(
         self,
         features: np.ndarray,
@@ -77,40 +130,40 @@ class DanceGenerator:
         progress: Callable[[float], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(T, FEATURE_DIM) features -> upper, lower tokens (L,) with L = ceil(T / frames_per_token)."""
+        """(T, FEATURE_DIM) features -> upper, lower tokens (L,) with L = ceil(T / frames_per_token).
+
+        Each step is two calls: [lower token of the last step, music of this one] -> the upper
+        token; [that upper token] -> the lower token. Only the new positions are computed; the
+        cache holds the window behind them.
+        """
+        networks = self.networks
         steps = -(-features.shape[0] // self.frames_per_token)
         padded = np.zeros((steps * self.frames_per_token, features.shape[1]), dtype=np.float32)
         padded[: features.shape[0]] = features
         padded[features.shape[0] :] = features[-1]
-        music = torch.from_numpy(padded).to(self.device)[None]
-        music_steps = self.gpt.music_encoder(music)
+        music_steps = networks.encode_music(padded)
+        no_music = np.zeros((1, networks.d_model), dtype=np.float32)
         sampler = TokenSampler(sampling)
-        cache = self.gpt.new_cache()
+        cache = networks.new_cache()
         upper = np.zeros(steps, dtype=np.int64)
         lower = np.zeros(steps, dtype=np.int64)
-        pending = self.gpt.music_input(music_steps[:, :1])
+        streams, tokens, music = np.array([MUSIC]), np.array([0]), music_steps[:1]
         report_every = max(1, steps // 100)
         for t in range(steps):
             if cancelled is not None and cancelled():
                 raise CancelledError()
-            hidden = self.gpt.step(pending, cache)[:, -1:]
-            upper[t] = sampler(self.gpt.upper_head(hidden)[0, 0].float().cpu().numpy())
-            up_token = torch.tensor([[upper[t]]], device=self.device)
-            hidden = self.gpt.step(self.gpt.upper_input(up_token), cache)
-            lower[t] = sampler(self.gpt.lower_head(hidden)[0, 0].float().cpu().numpy())
-            down_token = torch.tensor([[lower[t]]], device=self.device)
-            pending = self.gpt.lower_input(down_token)
+            upper_logits, _, cache = networks.step(streams, tokens, music, cache)
+            upper[t] = sampler(upper_logits)
+            _, lower_logits, cache = networks.step(np.array([UPPER]), upper[t : t + 1], no_music, cache)
+            lower[t] = sampler(lower_logits)
             if t + 1 < steps:
                 # The lower token of this step and the music of the next go in one call.
-                pending = torch.cat([pending, self.gpt.music_input(music_steps[:, t + 1 : t + 2])], dim=1)
+                streams, tokens = np.array([LOWER, MUSIC]), np.array([lower[t], 0])
+                music = np.concatenate([no_music, music_steps[t + 1 : t + 2]])
             if progress is not None and (t % report_every == 0 or t == steps - 1):
                 progress((t + 1) / steps)
         return upper, lower
 
-    @torch.inference_mode()
     def decode(self, upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Tokens (L,) -> upper (4L, 90), lower (4L, 58) motion vectors."""
-        up = torch.from_numpy(np.asarray(upper, dtype=np.int64)).to(self.device)[None]
-        down = torch.from_numpy(np.asarray(lower, dtype=np.int64)).to(self.device)[None]
-        upper_motion, lower_motion = self.vqvae.decode(up, down)
-        return upper_motion[0].float().cpu().numpy(), lower_motion[0].float().cpu().numpy()
+        return self.networks.decode(np.asarray(upper, dtype=np.int64), np.asarray(lower, dtype=np.int64))

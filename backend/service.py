@@ -13,7 +13,7 @@ Requests (stdin):
   {"op": "status"}
   {"op": "shutdown"}
 Events (stdout):
-  {"event": "ready", "protocol": 1, "device": "cpu", "trained": false, "weights": "..."}
+  {"event": "ready", "protocol": 1, "runtime": "onnx", "device": "cpu", "trained": true, "weights": "..."}
   {"event": "accepted", "job": ID}
   {"event": "progress", "job": ID, "fraction": 0.42, "stage": "tokens"}
   {"event": "result", "job": ID, "out": PATH, "frames": T, "fps": 30.0, "tempo_bpm": 120.0,
@@ -35,6 +35,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -53,9 +54,12 @@ log = logging.getLogger(__name__)
 
 
 class Service:
-    def __init__(self, generator: DanceGenerator, events: IO[str]) -> None:
+    def __init__(self, generator: DanceGenerator, events: IO[str], prepare: Callable[[], None] | None = None) -> None:
+        """prepare: run by the worker before its first job (librosa's warm-up), so that the
+        service is ready for requests while it runs; jobs submitted meanwhile wait in the queue."""
         self.generator = generator
         self.events = events
+        self.prepare = prepare
         self.write_lock = threading.Lock()
         self.jobs: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.queued: list[str] = []
@@ -72,6 +76,8 @@ class Service:
     # --- worker thread -----------------------------------------------------------
 
     def work(self) -> None:
+        if self.prepare is not None:
+            self.prepare()
         while True:
             request = self.jobs.get()
             if request is None:
@@ -214,15 +220,17 @@ def protocol_stream() -> IO[str]:
     return stream
 
 
-def run_service(weights: str | Path | None, device: str) -> int:
+def run_service(weights: str | Path | None, device: str, runtime: str = "auto") -> int:
     events = protocol_stream()
-    generator = DanceGenerator.load(weights, device)
-    warm_up()
-    service = Service(generator, events)
+    generator = DanceGenerator.load(weights, device, runtime)
+    # The warm-up compiles one of librosa's functions on every start (librosa does not cache
+    # it): ~2.5 s of the ~4.5 s it takes. It runs on the worker, after "ready".
+    service = Service(generator, events, prepare=warm_up)
     service.send(
         event="ready",
         protocol=PROTOCOL_VERSION,
-        device=str(generator.device),
+        runtime=generator.runtime,
+        device=generator.device,
         trained=generator.trained,
         weights=generator.source,
     )

@@ -67,7 +67,10 @@ def find_model_file(folder: str | Path, gender: str = "neutral") -> Path:
 def load_smpl_body(folder: str | Path, gender: str = "neutral") -> SmplBody:
     """Read the user's SMPL model (UserInputError when it is missing or unreadable)."""
     path = find_model_file(folder, gender)
-    import smplx  # heavy (torch): only for users who set an SMPL folder
+    try:
+        import smplx  # heavy (torch): only for users who set an SMPL folder
+    except ImportError:
+        raise UserInputError(folder, "reading SMPL model files needs smplx: pip install .[smpl]") from None
 
     try:
         model = smplx.SMPL(model_path=str(path), gender=gender)

@@ -16,6 +16,7 @@ from .backend_client import BackendProcess
 # installed); it overrides the guess below and is what the tests and CI set.
 BACKEND_PYTHON_ENV = "BAILANDO_BACKEND_PYTHON"
 DEVICES = ("auto", "cuda", "cpu")
+RUNTIMES = ("auto", "onnx", "torch")  # backend.generator.RUNTIMES (the extension does not import the backend)
 
 _backend: BackendProcess | None = None
 
@@ -34,7 +35,7 @@ def default_backend_python() -> str:
     return ""
 
 
-def backend_command(python: str, device: str = "auto") -> list[str]:
+def backend_command(python: str, device: str = "auto", runtime: str = "auto") -> list[str]:
     """The command that serves jobs; raises ValueError (one line) when ``python`` cannot run."""
     if not python:
         raise ValueError("the backend's Python is not set (extension preferences, or --backend-python)")
@@ -42,7 +43,9 @@ def backend_command(python: str, device: str = "auto") -> list[str]:
         raise ValueError(f"the backend's Python {python} does not exist or cannot run")
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device}")
-    return [python, "-m", "backend", "serve", "--device", device]
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime}")
+    return [python, "-m", "backend", "serve", "--device", device, "--runtime", runtime]
 
 
 def current() -> BackendProcess | None:

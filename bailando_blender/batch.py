@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smpl-model-folder", default="", help="your SMPL model folder: a skinned SMPL body")
     parser.add_argument("--backend-python", default="", help="Python of the backend's environment")
     parser.add_argument("--device", choices=backend_manager.DEVICES, default="auto")
+    parser.add_argument(
+        "--runtime", choices=backend_manager.RUNTIMES, default="auto", help="the backend's runtime (auto: ONNX)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -154,7 +157,7 @@ def progress_bar(label: str):
 def dance_scene(args: argparse.Namespace, settings: BatchSettings, label: str) -> bpy.types.Object:
     """Generate and key on the current scene (raises DanceError)."""
     backend = backend_manager.ensure_started(
-        backend_manager.backend_command(backend_python(args.backend_python), args.device)
+        backend_manager.backend_command(backend_python(args.backend_python), args.device, args.runtime)
     )
     plan = generation.plan_job(
         bpy.context, settings, os.path.abspath(args.smpl_model_folder) if args.smpl_model_folder else ""

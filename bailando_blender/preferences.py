@@ -1,4 +1,4 @@
-"""The extension's preferences: how to run the backend, on which device, and the SMPL model folder."""
+"""The extension's preferences: how to run the backend (Python, device, runtime) and the SMPL model folder."""
 
 from __future__ import annotations
 
@@ -8,9 +8,14 @@ from bpy.props import EnumProperty, StringProperty
 from . import backend_manager
 
 DEVICE_ITEMS = [
-    ("auto", "Auto", "CUDA when the backend's torch sees an NVIDIA GPU, else the CPU"),
+    ("auto", "Auto", "CUDA when the backend's runtime finds an NVIDIA GPU, else the CPU"),
     ("cuda", "CUDA", "The NVIDIA GPU (fails if the backend has no CUDA)"),
     ("cpu", "CPU", "The processor; slower, always available"),
+]
+RUNTIME_ITEMS = [
+    ("auto", "Auto", "ONNX Runtime when the generator's ONNX graphs are there, else torch"),
+    ("onnx", "ONNX Runtime", "The default install's runtime: no torch needed"),
+    ("torch", "PyTorch", "Needs the backend's torch extra (pip install .[torch])"),
 ]
 
 
@@ -27,6 +32,7 @@ class BailandoPreferences(bpy.types.AddonPreferences):
         default="",
     )
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")
+    runtime: EnumProperty(name="Runtime", items=RUNTIME_ITEMS, default="auto")
     smpl_model_folder: StringProperty(
         name="SMPL Model Folder",
         description=(
@@ -44,6 +50,7 @@ class BailandoPreferences(bpy.types.AddonPreferences):
             guess = backend_manager.default_backend_python()
             layout.label(text=f"Using: {guess}" if guess else "No backend environment found: set its Python")
         layout.prop(self, "device")
+        layout.prop(self, "runtime")
         layout.prop(self, "smpl_model_folder")
         state, words = backend_manager.describe()
         row = layout.row()
@@ -61,11 +68,13 @@ def smpl_model_folder(context: bpy.types.Context) -> str:
     return bpy.path.abspath(prefs.smpl_model_folder) if prefs is not None and prefs.smpl_model_folder else ""
 
 
-def backend_settings(context: bpy.types.Context) -> tuple[str, str]:
-    """(backend Python, device) from the preferences, with the defaults filled in."""
+def backend_settings(context: bpy.types.Context) -> tuple[str, str, str]:
+    """(backend Python, device, runtime) from the preferences, with the defaults filled in."""
     prefs = get(context)
-    python = bpy.path.abspath(prefs.backend_python) if prefs is not None and prefs.backend_python else ""
-    return python or backend_manager.default_backend_python(), prefs.device if prefs is not None else "auto"
+    if prefs is None:
+        return backend_manager.default_backend_python(), "auto", "auto"
+    python = bpy.path.abspath(prefs.backend_python) if prefs.backend_python else ""
+    return python or backend_manager.default_backend_python(), prefs.device, prefs.runtime
 
 
 def register() -> None:

@@ -7,12 +7,8 @@ Unknown or missing config keys are errors, never silently defaulted.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,35 +17,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .files import CheckpointError, atomic_output
+
 FORMAT = "bailando_blender.checkpoint/1"
 
 ConfigT = TypeVar("ConfigT")
-
-
-class CheckpointError(Exception):
-    """A checkpoint file that cannot be used; the message names the file."""
-
-
-def current_umask() -> int:
-    """The process's file-creation mask (reading it means setting it, so set it back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[str]:
-    """A temporary file name beside ``path``; it replaces ``path`` when the block succeeds and
-    is removed when it fails, so no reader ever sees a half-written file."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        yield temporary
-        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes files private
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def config_from_dict(config_type: type[ConfigT], values: dict[str, Any], source: str) -> ConfigT:

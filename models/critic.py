@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .gpt import Block, GPTConfig, MusicEncoder
+from .gpt import Block, GPTConfig, MusicEncoder, rope_tables, sequence_mask
 
 
 @dataclass
@@ -59,6 +59,8 @@ class Critic(nn.Module):
         """music (B, L * frames_per_token, music_dim), tokens (B, L) -> values (B, L)."""
         x = self.music_encoder(music) + self.upper_embedding(upper_tokens) + self.lower_embedding(lower_tokens)
         positions = torch.arange(x.shape[1], device=x.device)
-        for layer, block in enumerate(self.blocks):
-            x = block(x, positions, None, layer)
+        rotary = rope_tables(positions, self.cfg.d_model // self.cfg.num_heads)
+        mask = sequence_mask(x.shape[1], self.blocks[0].attention.window, x.device)
+        for block in self.blocks:
+            x, _, _ = block(x, rotary, mask)
         return self.value_head(self.final_norm(x)).squeeze(-1)

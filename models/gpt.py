@@ -64,32 +64,32 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([-second, first], dim=-1)
 
 
-def rope(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, H, N, head_dim) queries or keys by their absolute positions (N,)."""
-    head_dim = x.shape[-1]
-    inv_freq = ROPE_BASE ** (-torch.arange(0, head_dim, 2, device=x.device, dtype=torch.float32) / head_dim)
+def rope_tables(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) absolute positions -> cos, sin (N, head_dim): computed once per pass, shared by
+    every layer's queries and keys."""
+    inv_freq = ROPE_BASE ** (-torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
     angles = positions.to(torch.float32)[:, None] * inv_freq[None]
     angles = torch.cat([angles, angles], dim=-1)
-    return (x * angles.cos() + rotate_half(x) * angles.sin()).to(x.dtype)
+    return angles.cos(), angles.sin()
 
 
+def rope(x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate (B, H, N, head_dim) queries or keys by their positions' ``rope_tables``."""
+    cos, sin = rotary
+    return (x * cos + rotate_half(x) * sin).to(x.dtype)
+
+
+@dataclass
 class KVCache:
-    """Keys and values of the last ``max_positions`` positions, per layer, for generation."""
+    """Keys and values of the last ``window`` positions, for generation one step at a time.
 
-    def __init__(self, num_layers: int, max_positions: int) -> None:
-        self.max_positions = max_positions
-        self.keys: list[torch.Tensor | None] = [None] * num_layers
-        self.values: list[torch.Tensor | None] = [None] * num_layers
-        self.next_position = 0
+    keys, values: (num_layers, B, num_heads, P, head_dim), P <= window (None before the first step);
+    next_position: the absolute position the next input takes.
+    """
 
-    def extend(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        old_keys, old_values = self.keys[layer], self.values[layer]
-        if old_keys is not None:
-            keys = torch.cat([old_keys, keys], dim=2)
-            values = torch.cat([old_values, values], dim=2)
-        self.keys[layer] = keys[:, :, -self.max_positions :]
-        self.values[layer] = values[:, :, -self.max_positions :]
-        return keys, values
+    keys: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+    next_position: int = 0
 
 
 def window_mask(num_queries: int, num_keys: int, window: int, device: torch.device) -> torch.Tensor:
@@ -98,6 +98,11 @@ def window_mask(num_queries: int, num_keys: int, window: int, device: torch.devi
     offset = torch.arange(num_queries, device=device)[:, None] + (num_keys - num_queries)
     offset = offset - torch.arange(num_keys, device=device)[None, :]
     return (offset >= 0) & (offset < window)
+
+
+def sequence_mask(length: int, window: int, device: torch.device) -> torch.Tensor | None:
+    """The attention mask of a whole sequence: None (plain causal) when it fits in the window."""
+    return None if length <= window else window_mask(length, length, window, device)
 
 
 class CausalSelfAttention(nn.Module):
@@ -116,22 +121,25 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
 
     def forward(
-        self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache | None = None, layer: int = 0
-    ) -> torch.Tensor:
+        self,
+        x: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None = None,
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, n, d_model) with its positions' ``rope_tables``, after the cached ``past`` keys
+        and values (B, H, P, head_dim) if any; mask (n, P + n) bool, None for plain causal ->
+        output (B, n, d_model), and the keys and values of the P + n positions attended over."""
         batch, length, width = x.shape
         q, k, v = self.qkv(x).split(width, dim=2)
         q, k, v = (t.view(batch, length, self.num_heads, -1).transpose(1, 2) for t in (q, k, v))
-        q, k = rope(q, positions), rope(k, positions)
-        if cache is not None:
-            k, v = cache.extend(layer, k, v)
-        if cache is None and length <= self.window:
-            mask, causal = None, True
-        else:
-            mask, causal = window_mask(length, k.shape[2], self.window, x.device), False
+        q, k = rope(q, rotary), rope(k, rotary)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
+            q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=self.dropout if self.training else 0.0
         )
-        return self.proj(y.transpose(1, 2).reshape(batch, length, width))
+        return self.proj(y.transpose(1, 2).reshape(batch, length, width)), k, v
 
 
 class Block(nn.Module):
@@ -147,9 +155,16 @@ class Block(nn.Module):
             nn.Dropout(cfg.dropout),
         )
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache | None, layer: int) -> torch.Tensor:
-        x = x + self.attention(self.norm1(x), positions, cache, layer)
-        return x + self.mlp(self.norm2(x))
+    def forward(
+        self,
+        x: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None = None,
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        attended, keys, values = self.attention(self.norm1(x), rotary, mask, past)
+        x = x + attended
+        return x + self.mlp(self.norm2(x)), keys, values
 
 
 class MotionGPT(nn.Module):
@@ -176,9 +191,11 @@ class MotionGPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def transformer(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        for layer, block in enumerate(self.blocks):
-            x = block(x, positions, cache, layer)
+    def transformer(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        rotary = rope_tables(positions, self.cfg.d_model // self.cfg.num_heads)
+        mask = sequence_mask(x.shape[1], self.cfg.context_steps * POSITIONS_PER_STEP, x.device)
+        for block in self.blocks:
+            x, _, _ = block(x, rotary, mask)
         return self.final_norm(x)
 
     def music_input(self, music_steps: torch.Tensor) -> torch.Tensor:
@@ -208,11 +225,66 @@ class MotionGPT(nn.Module):
         hidden = self.transformer(interleaved, positions).view(batch, steps, POSITIONS_PER_STEP, width)
         return self.upper_head(hidden[:, :, 0]), self.lower_head(hidden[:, :, 1])
 
+    def embed(self, streams: torch.Tensor, tokens: torch.Tensor, music_steps: torch.Tensor) -> torch.Tensor:
+        """Input vectors of mixed positions: streams (B, n) 0 music / 1 upper / 2 lower, tokens
+        (B, n) (read where the stream is 1 or 2), music_steps (B, n, d_model) (read where it is 0)."""
+        upper = self.upper_embedding(tokens.clamp(0, self.cfg.num_upper_codes - 1))
+        lower = self.lower_embedding(tokens.clamp(0, self.cfg.num_lower_codes - 1))
+        stream = streams[..., None]
+        chosen = torch.where(stream == 0, music_steps, torch.where(stream == 1, upper, lower))
+        return chosen + self.stream_embedding(streams)
+
+    def cached_step(
+        self, inputs: torch.Tensor, position: torch.Tensor, past_keys: torch.Tensor, past_values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Append inputs (B, n, d_model) to a cached sequence; position: () int64, where inputs[:, 0] sits.
+
+        past_keys, past_values: (num_layers, B, num_heads, P, head_dim), the last P <= window
+        positions (P = 0 at the start). Returns the inputs' hidden states (B, n, d_model) and the
+        cache with them appended, trimmed to the last window positions. Tensors only, no Python
+        state, so the generation step exports to ONNX as it runs here.
+        """
+        count = inputs.shape[1]
+        positions = position + torch.arange(count, device=inputs.device)
+        window = self.cfg.context_steps * POSITIONS_PER_STEP
+        rotary = rope_tables(positions, self.cfg.d_model // self.cfg.num_heads)
+        mask = window_mask(count, past_keys.shape[3] + count, window, inputs.device)
+        x, keys, values = inputs, [], []
+        for layer, block in enumerate(self.blocks):
+            x, k, v = block(x, rotary, mask, (past_keys[layer], past_values[layer]))
+            keys.append(k[:, :, -window:])
+            values.append(v[:, :, -window:])
+        return self.final_norm(x), torch.stack(keys), torch.stack(values)
+
+    def generation_step(
+        self,
+        streams: torch.Tensor,
+        tokens: torch.Tensor,
+        music_steps: torch.Tensor,
+        position: torch.Tensor,
+        past_keys: torch.Tensor,
+        past_values: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One call of generation (see ``embed`` and ``cached_step``): the upper and lower logits
+        (B, num_codes) of the last input, and the new cache. Every runtime runs this."""
+        inputs = self.embed(streams, tokens, music_steps)
+        hidden, keys, values = self.cached_step(inputs, position, past_keys, past_values)
+        last = hidden[:, -1]
+        return self.upper_head(last), self.lower_head(last), keys, values
+
+    def empty_cache(self, batch: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        shape = (cfg.num_layers, batch, cfg.num_heads, 0, cfg.d_model // cfg.num_heads)
+        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+
     def new_cache(self) -> KVCache:
-        return KVCache(self.cfg.num_layers, self.cfg.context_steps * POSITIONS_PER_STEP)
+        return KVCache()
 
     def step(self, inputs: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Append (B, n, d_model) input vectors to the cached sequence; returns their hidden states."""
-        positions = torch.arange(cache.next_position, cache.next_position + inputs.shape[1], device=inputs.device)
+        if cache.keys is None or cache.values is None:
+            cache.keys, cache.values = self.empty_cache(inputs.shape[0], inputs.device)
+        position = torch.tensor(cache.next_position, device=inputs.device)
+        hidden, cache.keys, cache.values = self.cached_step(inputs, position, cache.keys, cache.values)
         cache.next_position += inputs.shape[1]
-        return self.transformer(inputs, positions, cache)
+        return hidden

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from scipy.ndimage import gaussian_filter1d
 
 from backend.errors import CancelledError, UserInputError
@@ -18,7 +17,7 @@ from bailando_blender import skeleton as sk
 
 @pytest.fixture(scope="module")
 def generator() -> DanceGenerator:
-    return DanceGenerator.untrained(torch.device("cpu"))
+    return DanceGenerator.untrained("cpu")
 
 
 @pytest.fixture(scope="module")

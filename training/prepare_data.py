@@ -25,7 +25,7 @@ import numpy as np
 
 from backend.motion_representation import encode_motion
 from backend.music_features import FEATURE_DIM, FPS
-from models.checkpoint import atomic_output
+from models.files import atomic_output
 
 # Songs never to train on (the shared music's README: evaluation and edge cases), and the
 # bundled example, kept unseen so the demo shows a song the model never heard.

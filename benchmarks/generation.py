@@ -1,0 +1,193 @@
+"""Generation speed and memory: a song of 30 s, 3 min and 10 min through the whole pipeline.
+
+    .venv/bin/python benchmarks/generation.py [--seconds 30 180 600] [--runtime auto|onnx|torch]
+        [--device auto|cpu|cuda] [--song examples/florist_excerpt.ogg]
+
+The song is the bundled example repeated to each length and written as Ogg Vorbis, so decoding
+is measured too. Each length runs in a fresh process with the generator already loaded (a warm
+backend), so that its peak RSS is its own. Prints one table row per length: decode, features,
+tokens, decode to rotations (VQ-VAE decoder, rotations, foot planting, stage, floor), total,
+real-time factor (total / song length), peak RSS (after loading the generator, after the
+features, at the end), and the GPU memory torch saw (torch runtime).
+Then the backend's cold start: ``python -m backend serve`` spawned to its ``ready`` line, and to
+the result of a first 10-s song submitted at once (librosa warms up after ``ready``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+SOURCE_RATE = 44_100  # Hz of the written test songs (a common rate for music files)
+COLD_START_RUNS = 3
+FIRST_SONG_S = 10.0  # the song of the first job after a cold start
+WRITE_BLOCK = 1 << 16  # samples per write of the test song
+
+
+def write_song(source: Path, seconds: float, out: Path) -> None:
+    import soundfile
+
+    from backend.audio import load_song
+
+    samples = load_song(source, SOURCE_RATE).samples
+    repeats = int(np.ceil(seconds * SOURCE_RATE / len(samples)))
+    song = np.tile(samples, repeats)[: int(seconds * SOURCE_RATE)]
+    # In blocks: libsndfile's Vorbis encoder crashes on minutes of audio in one write.
+    with soundfile.SoundFile(out, "w", SOURCE_RATE, 1, format="OGG") as stream:
+        for start in range(0, len(song), WRITE_BLOCK):
+            stream.write(song[start : start + WRITE_BLOCK])
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports kB
+
+
+def run_one(song: Path, runtime: str, device: str) -> dict[str, float | str]:
+    """One song, in this process: the stages' seconds and the memory."""
+    from backend.audio import load_song
+    from backend.generator import DanceGenerator
+    from backend.music_features import SAMPLE_RATE, compute_features, warm_up
+    from backend.pipeline import generate
+    from backend.sampling import SamplingConfig
+
+    generator = DanceGenerator.load(None, device, runtime)
+    warm_up()
+    rss_loaded = peak_rss_mb()
+    times: dict[str, float] = {}
+    started = time.perf_counter()
+    decoded = load_song(song, SAMPLE_RATE)
+    times["decode"] = time.perf_counter() - started
+    music = compute_features(decoded)
+    times["features"] = time.perf_counter() - started - times["decode"]
+    rss_features = peak_rss_mb()
+    marks: dict[str, float] = {}
+
+    def progress(fraction: float, stage: str) -> None:
+        marks.setdefault(stage, time.perf_counter())
+
+    generate(music, generator, SamplingConfig(seed=0), progress=progress)
+    finished = time.perf_counter()
+    times["tokens"] = marks["rotations"] - marks["tokens"]
+    times["rotations"] = finished - marks["rotations"]
+    times["total"] = finished - started
+    gpu_mb = float("nan")
+    if generator.runtime == "torch" and generator.device == "cuda":
+        import torch
+
+        gpu_mb = torch.cuda.max_memory_allocated() / 2**20
+    return {
+        **times,
+        "duration": music.duration_s,
+        "rss_loaded_mb": rss_loaded,
+        "rss_features_mb": rss_features,
+        "peak_rss_mb": peak_rss_mb(),
+        "gpu_mb": gpu_mb,
+        "runtime": generator.runtime,
+        "device": generator.device,
+    }
+
+
+def cold_start(runtime: str, device: str, song: Path, out: Path) -> tuple[float, float]:
+    """Seconds from spawning ``python -m backend serve`` to its ready line, and to the result of
+    a first job submitted at once (``song``), as the extension's first Generate does."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backend", "serve", "--runtime", runtime, "--device", device],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdin is not None
+    line = process.stdout.readline()
+    ready = time.perf_counter() - started
+    if json.loads(line).get("event") != "ready":
+        raise RuntimeError(f"the backend did not get ready: {line.strip()}")
+    process.stdin.write(json.dumps({"op": "submit", "job": "first", "audio": str(song), "out": str(out)}) + "\n")
+    process.stdin.flush()
+    while (event := json.loads(process.stdout.readline()))["event"] not in ("result", "failed"):
+        pass
+    first = time.perf_counter() - started
+    process.stdin.close()
+    process.wait(timeout=60)
+    if event["event"] != "result":
+        raise RuntimeError(f"the first job failed: {event}")
+    return ready, first
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, nargs="+", default=[30.0, 180.0, 600.0])
+    parser.add_argument("--runtime", default="auto", choices=("auto", "onnx", "torch"))
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--song", type=Path, default=REPO / "examples" / "florist_excerpt.ogg")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # one song, in a fresh process
+    args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(run_one(args.child, args.runtime, args.device)))
+        return
+
+    print(f"machine: {machine()}")
+    header = (
+        "| song | decode s | features s | tokens s | rotations s | total s | real-time factor "
+        "| peak RSS MB: loaded / features / end | GPU MB |"
+    )
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for seconds in args.seconds:
+            song = Path(folder) / f"song_{seconds:g}s.ogg"
+            write_song(args.song, seconds, song)
+            child = [sys.executable, __file__, "--child", str(song), "--runtime", args.runtime, "--device", args.device]
+            result = json.loads(subprocess.run(child, check=True, capture_output=True, text=True).stdout)
+            rows.append(result)
+            minutes, rest = divmod(round(result["duration"]), 60)
+            print(
+                f"| {minutes}:{rest:02d} | {result['decode']:.2f} | {result['features']:.2f} | {result['tokens']:.2f} "
+                f"| {result['rotations']:.2f} | {result['total']:.2f} | {result['total'] / result['duration']:.3f} "
+                f"| {result['rss_loaded_mb']:.0f} / {result['rss_features_mb']:.0f} / {result['peak_rss_mb']:.0f} "
+                f"| {result['gpu_mb']:.0f} |"
+            )
+        print(f"runtime: {rows[0]['runtime']} on {rows[0]['device']}")
+        if len(rows) > 1:
+            print(f"longest / second: {rows[-1]['total'] / rows[-2]['total']:.2f}x the time")
+        first_song = Path(folder) / "first.ogg"
+        write_song(args.song, FIRST_SONG_S, first_song)
+        first_out = Path(folder) / "first.npz"
+        starts = [cold_start(args.runtime, args.device, first_song, first_out) for _ in range(COLD_START_RUNS)]
+    print("cold start to ready (s): " + ", ".join(f"{ready:.2f}" for ready, _ in starts))
+    print(
+        f"cold start to the first dance of a {FIRST_SONG_S:g}-s song (s): "
+        + ", ".join(f"{first:.2f}" for _, first in starts)
+    )
+
+
+if __name__ == "__main__":
+    main()

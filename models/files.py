@@ -1,0 +1,62 @@
+"""Where the generator's files live and how they are written; torch-free, so that the ONNX
+runtime's install (no torch) reads the same names and errors as the training side writes.
+
+Beside ``<name>.safetensors`` (the checkpoint, see ``models.checkpoint``) lie its ONNX graphs,
+``<name>.<graph>.onnx``, made from it by ``python -m models.onnx_export``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+# The graphs a generator runs, in the order the data flows through them.
+ONNX_GRAPHS = ("music_encoder", "gpt_step", "motion_decoder")
+ONNX_FORMAT = "bailando_blender.onnx/1"
+# Metadata keys of every exported graph.
+META_FORMAT = "format"
+META_CONFIGS = "configs"  # JSON {network: {field: value}}, as in the checkpoint
+META_SOURCE_SHA256 = "source_sha256"  # of the checkpoint the graph was made from
+
+
+class CheckpointError(Exception):
+    """A weights file (checkpoint or ONNX graph) that cannot be used; the message names the file."""
+
+
+def onnx_path(weights: Path, graph: str) -> Path:
+    """``dir/generator.safetensors`` -> ``dir/generator.<graph>.onnx``."""
+    return weights.with_name(f"{weights.stem}.{graph}.onnx")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def current_umask() -> int:
+    """The process's file-creation mask (reading it means setting it, so set it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[str]:
+    """A temporary file name beside ``path``; it replaces ``path`` when the block succeeds and
+    is removed when it fails, so no reader ever sees a half-written file."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        yield temporary
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes files private
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)

@@ -1,0 +1,249 @@
+"""Export a generator checkpoint's inference networks to ONNX, beside it, for the torch-free runtime.
+
+    python -m models.onnx_export [models/weights/generator.safetensors]
+
+Three graphs (``models.files.ONNX_GRAPHS``), each with dynamic time axes:
+
+- ``music_encoder``: music (1, T, music_dim) features as computed -> music_steps (1, T / 4, d_model);
+- ``gpt_step``: one generation call of ``MotionGPT.generation_step`` with its key/value cache as
+  inputs and outputs, so each new step costs the new positions only: streams, tokens (1, n) int64,
+  music_steps (1, n, d_model), position () int64, past_keys, past_values (layers, 1, heads, P,
+  head_dim) -> upper_logits, lower_logits (1, codes), keys, values (P' = min(P + n, window));
+- ``motion_decoder``: upper_tokens, lower_tokens (1, L) int64 -> upper_motion (1, 4L, 90),
+  lower_motion (1, 4L, 58).
+
+Weights are stored in fp16 where that is exact (the checkpoint's are fp16) and cast to fp32 when
+ONNX Runtime loads the graph (its constant folding does it once), which halves the files.
+Each graph carries the checkpoint's configs and SHA-256 in its metadata. After writing, the
+graphs are run on random inputs and compared with torch; the largest differences are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+from .checkpoint import read_checkpoint, restore_network
+from .files import (
+    META_CONFIGS,
+    META_FORMAT,
+    META_SOURCE_SHA256,
+    ONNX_FORMAT,
+    CheckpointError,
+    atomic_output,
+    onnx_path,
+    sha256_of,
+)
+from .gpt import POSITIONS_PER_STEP, GPTConfig, MotionGPT
+from .vqvae import MotionVQVAE, VQVAEConfig
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "generator.safetensors"
+OPSET = 18
+# Initialisers with at least this many elements are stored in fp16 when that loses nothing;
+# smaller ones (shape constants, scalars) stay as they are.
+FP16_MIN_ELEMENTS = 16
+# Example sizes for tracing; every one of them is a dynamic axis of the exported graph.
+EXAMPLE_STEPS = 6
+EXAMPLE_PAST = 5
+
+
+class GenerationStep(nn.Module):
+    def __init__(self, gpt: MotionGPT) -> None:
+        super().__init__()
+        self.gpt = gpt
+
+    def forward(
+        self,
+        streams: torch.Tensor,
+        tokens: torch.Tensor,
+        music_steps: torch.Tensor,
+        position: torch.Tensor,
+        past_keys: torch.Tensor,
+        past_values: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.gpt.generation_step(streams, tokens, music_steps, position, past_keys, past_values)
+
+
+class MusicEncoder(nn.Module):
+    def __init__(self, gpt: MotionGPT) -> None:
+        super().__init__()
+        self.encoder = gpt.music_encoder
+
+    def forward(self, music: torch.Tensor) -> torch.Tensor:
+        return self.encoder(music)
+
+
+class MotionDecoder(nn.Module):
+    def __init__(self, vqvae: MotionVQVAE) -> None:
+        super().__init__()
+        self.vqvae = vqvae
+
+    def forward(self, upper_tokens: torch.Tensor, lower_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.vqvae.decode(upper_tokens, lower_tokens)
+
+
+def example_inputs(gpt: MotionGPT) -> dict[str, dict[str, torch.Tensor]]:
+    cfg = gpt.cfg
+    head_dim = cfg.d_model // cfg.num_heads
+    past = torch.randn(cfg.num_layers, 1, cfg.num_heads, EXAMPLE_PAST, head_dim)
+    return {
+        "music_encoder": {"music": torch.randn(1, EXAMPLE_STEPS * cfg.frames_per_token, cfg.music_dim)},
+        "gpt_step": {
+            "streams": torch.tensor([[2, 0]]),
+            "tokens": torch.tensor([[7, 0]]),
+            "music_steps": torch.randn(1, 2, cfg.d_model),
+            "position": torch.tensor(EXAMPLE_PAST),
+            "past_keys": past,
+            "past_values": past.clone(),
+        },
+        "motion_decoder": {
+            "upper_tokens": torch.randint(0, cfg.num_upper_codes, (1, EXAMPLE_STEPS)),
+            "lower_tokens": torch.randint(0, cfg.num_lower_codes, (1, EXAMPLE_STEPS)),
+        },
+    }
+
+
+OUTPUT_NAMES = {
+    "music_encoder": ["music_steps"],
+    "gpt_step": ["upper_logits", "lower_logits", "keys", "values"],
+    "motion_decoder": ["upper_motion", "lower_motion"],
+}
+
+
+def dynamic_shapes(graph: str, gpt: MotionGPT) -> dict[str, dict[int, torch.export.Dim] | None]:
+    window = gpt.cfg.context_steps * POSITIONS_PER_STEP
+    if graph == "music_encoder":
+        return {"music": {1: torch.export.Dim("frames", min=gpt.cfg.frames_per_token)}}
+    if graph == "gpt_step":
+        new = torch.export.Dim("new_positions", min=1, max=POSITIONS_PER_STEP)
+        past = torch.export.Dim("past_positions", min=0, max=window)
+        return {
+            "streams": {1: new},
+            "tokens": {1: new},
+            "music_steps": {1: new},
+            "position": None,
+            "past_keys": {3: past},
+            "past_values": {3: past},
+        }
+    steps = torch.export.Dim("steps", min=1)
+    return {"upper_tokens": {1: steps}, "lower_tokens": {1: steps}}
+
+
+def store_weights_in_fp16(model: onnx.ModelProto) -> None:
+    """Replace each large fp32 initialiser that fp16 holds exactly (the checkpoint's weights are
+    fp16) by an fp16 one and a Cast back to fp32 under the same name. Constants the exporter
+    computed (RoPE's frequencies, say) are not exact in fp16 and stay fp32."""
+    graph = model.graph
+    kept, casts = [], []
+    for initialiser in graph.initializer:
+        values = numpy_helper.to_array(initialiser)
+        if values.dtype != np.float32 or values.size < FP16_MIN_ELEMENTS:
+            kept.append(initialiser)
+            continue
+        half = values.astype(np.float16)
+        if not np.array_equal(half.astype(np.float32), values):
+            kept.append(initialiser)
+            continue
+        half_name = f"{initialiser.name}__fp16"
+        kept.append(numpy_helper.from_array(half, half_name))
+        casts.append(onnx.helper.make_node("Cast", [half_name], [initialiser.name], to=onnx.TensorProto.FLOAT))
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = list(casts) + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def export_graph(module: nn.Module, graph: str, gpt: MotionGPT, metadata: dict[str, str], path: Path) -> None:
+    inputs = example_inputs(gpt)[graph]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module.eval(),
+            tuple(inputs.values()),
+            input_names=list(inputs),
+            output_names=OUTPUT_NAMES[graph],
+            dynamic_shapes=dynamic_shapes(graph, gpt),
+            opset_version=OPSET,
+            dynamo=True,
+            optimize=True,
+            verbose=False,
+        )
+    model = program.model_proto
+    store_weights_in_fp16(model)
+    onnx.helper.set_model_props(model, {**metadata, "graph": graph})
+    onnx.checker.check_model(model)
+    with atomic_output(path) as temporary:
+        onnx.save(model, temporary)
+
+
+def compare_with_torch(modules: dict[str, nn.Module], paths: dict[str, Path], gpt: MotionGPT) -> dict[str, float]:
+    """Largest absolute difference of each graph's outputs from torch's on fresh random inputs."""
+    import onnxruntime
+
+    torch.manual_seed(1)
+    differences = {}
+    for graph, module in modules.items():
+        inputs = example_inputs(gpt)[graph]
+        if graph == "gpt_step":  # a full window of past positions, a sliding step
+            shape = list(inputs["past_keys"].shape)
+            shape[3] = gpt.cfg.context_steps * POSITIONS_PER_STEP
+            inputs.update(past_keys=torch.randn(shape), past_values=torch.randn(shape), position=torch.tensor(900))
+        with torch.no_grad():
+            expected = module(*inputs.values())
+        expected = expected if isinstance(expected, (tuple, list)) else (expected,)
+        session = onnxruntime.InferenceSession(str(paths[graph]), providers=["CPUExecutionProvider"])
+        got = session.run(None, {name: value.numpy() for name, value in inputs.items()})
+        differences[graph] = max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected, strict=True))
+    return differences
+
+
+def export_generator(weights: Path) -> list[Path]:
+    """Write ``<weights stem>.<graph>.onnx`` beside ``weights``; returns their paths."""
+    configs, tensors, _ = read_checkpoint(weights)
+    source = str(weights)
+    vqvae = restore_network(configs, tensors, "vqvae", VQVAEConfig, MotionVQVAE, source).eval()
+    gpt = restore_network(configs, tensors, "gpt", GPTConfig, MotionGPT, source).eval()
+    metadata = {
+        META_FORMAT: ONNX_FORMAT,
+        META_CONFIGS: json.dumps({"vqvae": configs["vqvae"], "gpt": configs["gpt"]}),
+        META_SOURCE_SHA256: sha256_of(weights),
+    }
+    modules = {
+        "music_encoder": MusicEncoder(gpt),
+        "gpt_step": GenerationStep(gpt),
+        "motion_decoder": MotionDecoder(vqvae),
+    }
+    paths = {graph: onnx_path(weights, graph) for graph in modules}
+    for graph, module in modules.items():
+        export_graph(module, graph, gpt, metadata, paths[graph])
+    for graph, difference in compare_with_torch(modules, paths, gpt).items():
+        print(f"{paths[graph]}: {paths[graph].stat().st_size / 1e6:.1f} MB, max |onnx - torch| = {difference:.2e}")
+    return list(paths.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("weights", type=Path, nargs="?", default=DEFAULT_WEIGHTS, help="generator checkpoint")
+    args = parser.parse_args(argv)
+    logging.getLogger("torch").setLevel(logging.ERROR)
+    try:
+        export_generator(args.weights)
+    except CheckpointError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

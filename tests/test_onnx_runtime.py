@@ -1,0 +1,137 @@
+"""The ONNX runtime: graphs exported from a checkpoint give the same tokens as torch for the same
+seed, stale or missing graphs are refused in one line, and generating needs no torch."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from backend.generator import DEFAULT_WEIGHTS, DanceGenerator
+from backend.music_features import song_features
+from backend.pipeline import generate
+from backend.sampling import SamplingConfig
+from models.checkpoint import save_checkpoint
+from models.files import ONNX_GRAPHS, CheckpointError, onnx_path
+from models.gpt import GPTConfig, MotionGPT
+from models.onnx_export import export_generator
+from models.vqvae import MotionVQVAE, VQVAEConfig
+
+from .conftest import REPO
+
+EXAMPLE_SONG = REPO / "examples" / "florist_excerpt.ogg"
+SMALL_VQVAE = VQVAEConfig(width=32, code_dim=16, num_codes=64, res_blocks=1)
+SMALL_GPT = GPTConfig(d_model=32, num_layers=2, num_heads=2, context_steps=5, num_upper_codes=64, num_lower_codes=64)
+
+
+def small_checkpoint(path: Path, seed: int) -> None:
+    torch.manual_seed(seed)
+    vqvae, gpt = MotionVQVAE(SMALL_VQVAE), MotionGPT(SMALL_GPT)
+    for half in (vqvae.upper, vqvae.lower):
+        half.quantiser.codebook.normal_()
+    gpt.music_encoder.feature_std.fill_(50.0)  # features as computed span hundreds
+    save_checkpoint(path, {"vqvae": vqvae, "gpt": gpt}, {"vqvae": vqvae.cfg, "gpt": gpt.cfg}, dtype=torch.float16)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("onnx") / "small.safetensors"
+    small_checkpoint(path, seed=0)
+    export_generator(path)
+    return path
+
+
+@pytest.mark.slow
+def test_exported_graphs_give_torchs_tokens_far_past_the_window(exported: Path) -> None:
+    onnx, reference = DanceGenerator.load(exported, "cpu", "onnx"), DanceGenerator.load(exported, "cpu", "torch")
+    assert (onnx.runtime, reference.runtime) == ("onnx", "torch")
+    assert all(onnx_path(exported, graph).stat().st_size < 1e6 for graph in ONNX_GRAPHS)
+    features = np.random.default_rng(3).normal(0, 30, (4 * 7 * SMALL_GPT.context_steps + 3, 57)).astype(np.float32)
+    for sampling in (SamplingConfig(seed=1), SamplingConfig(seed=2, temperature=0.7, top_k=5)):
+        tokens = onnx.tokens(features, sampling)
+        expected = reference.tokens(features, sampling)
+        np.testing.assert_array_equal(tokens[0], expected[0])
+        np.testing.assert_array_equal(tokens[1], expected[1])
+        assert len(set(tokens[0])) > 5  # a real sequence, not one token repeated
+        motion, expected_motion = onnx.decode(*tokens), reference.decode(*tokens)
+        np.testing.assert_allclose(motion[0], expected_motion[0], atol=1e-5)
+        np.testing.assert_allclose(motion[1], expected_motion[1], atol=1e-5)
+
+
+def test_graphs_of_another_checkpoint_are_refused(exported: Path, tmp_path: Path) -> None:
+    stale = tmp_path / "small.safetensors"
+    small_checkpoint(stale, seed=1)  # retrained, graphs not exported again
+    for graph in ONNX_GRAPHS:
+        shutil.copy(onnx_path(exported, graph), onnx_path(stale, graph))
+    with pytest.raises(CheckpointError, match=r"small\.safetensors: its ONNX graphs were made from another checkpoint"):
+        DanceGenerator.load(stale, "cpu", "onnx")
+    with pytest.raises(CheckpointError, match="made from another checkpoint"):
+        DanceGenerator.load(stale, "cpu", "auto")  # auto refuses too, rather than a silent switch to torch
+    onnx_path(stale, "gpt_step").write_bytes(b"not a graph")
+    with pytest.raises(CheckpointError, match=r"gpt_step\.onnx: not a usable ONNX graph"):
+        DanceGenerator.load(stale, "cpu", "onnx")
+
+
+def test_missing_graphs(tmp_path: Path, python: str) -> None:
+    weights = tmp_path / "bare.safetensors"
+    small_checkpoint(weights, seed=0)
+    assert DanceGenerator.load(weights, "cpu").runtime == "torch"  # auto falls back to torch
+    with pytest.raises(CheckpointError, match=r"music_encoder\.onnx: missing \(python -m models\.onnx_export"):
+        DanceGenerator.load(weights, "cpu", "onnx")
+    command = [python, "-m", "backend", "generate", str(EXAMPLE_SONG), "--out", str(tmp_path / "d.npz")]
+    result = subprocess.run(
+        [*command, "--runtime", "onnx", "--weights", str(weights), "--quiet"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: {onnx_path(weights, 'music_encoder')}: missing (python -m models.onnx_export {weights} makes it)"
+    ]
+    assert not (tmp_path / "d.npz").exists()
+
+
+@pytest.mark.slow
+def test_shipped_graphs_dance_as_the_shipped_weights_do() -> None:
+    """The README's default (ONNX) and torch: same tokens for the same seed, rotations within 1e-4."""
+    music = song_features(EXAMPLE_SONG, 0.0, 20.0)  # 150 steps: more than two windows
+    onnx = DanceGenerator.load(None, "cpu")
+    assert onnx.runtime == "onnx" and onnx.trained and onnx.source == str(DEFAULT_WEIGHTS)
+    reference = DanceGenerator.load(None, "cpu", "torch")
+    sampling = SamplingConfig(seed=11)
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(onnx.tokens(music.features, sampling), reference.tokens(music.features, sampling), strict=True)
+    )
+    dance, expected = generate(music, onnx, sampling), generate(music, reference, sampling)
+    np.testing.assert_allclose(dance.joint_rotations, expected.joint_rotations, atol=1e-4)
+    np.testing.assert_allclose(dance.root_translation, expected.root_translation, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_generating_needs_no_torch(tmp_path: Path, python: str) -> None:
+    """torch made unimportable: the CLI dances with the shipped graphs and never reaches for it."""
+    out = tmp_path / "dance.npz"
+    script = (
+        "import importlib.abc, sys\n"
+        "class NoTorch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'smplx'):\n"
+        "            raise ImportError(f'{name} is blocked')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "from backend.cli import main\n"
+        f"code = main(['generate', {str(EXAMPLE_SONG)!r}, '--out', {str(out)!r}, '--end', '10', '--quiet'])\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "sys.exit(code)\n"
+    )
+    result = subprocess.run([python, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "untrained" not in result.stdout and out.is_file()
+    with np.load(out) as dance:
+        assert bool(dance["trained"]) and dance["joint_rotations"].shape == (300, 24, 4)
