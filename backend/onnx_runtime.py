@@ -8,7 +8,9 @@ device memory instead, so it never crosses the bus).
 
 from __future__ import annotations
 
+import ctypes
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,9 +44,19 @@ def have_graphs(weights: Path) -> bool:
     return all(onnx_path(weights, graph).is_file() for graph in ONNX_GRAPHS)
 
 
+def nvidia_driver_present() -> bool:
+    """Whether the NVIDIA driver's CUDA library loads. ONNX Runtime's GPU build lists its CUDA
+    provider everywhere, and on a machine without a GPU trying it only prints errors."""
+    try:
+        ctypes.CDLL("nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
 def cuda_available() -> bool:
     runtime = onnxruntime_module()
-    return runtime is not None and CUDA_PROVIDER in runtime.get_available_providers()
+    return runtime is not None and CUDA_PROVIDER in runtime.get_available_providers() and nvidia_driver_present()
 
 
 @dataclass
@@ -74,6 +86,8 @@ class OnnxNetworks:
         if device == "cuda" and not cuda_available():
             raise ValueError("device 'cuda' was asked for, but ONNX Runtime has no CUDA provider here")
         providers = [CUDA_PROVIDER, CPU_PROVIDER] if device != "cpu" and cuda_available() else [CPU_PROVIDER]
+        if CUDA_PROVIDER in providers and hasattr(runtime, "preload_dlls"):
+            runtime.preload_dlls()  # CUDA and cuDNN from PyPI's nvidia-* packages, when installed (.[cuda])
         options = runtime.SessionOptions()
         options.graph_optimization_level = runtime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: the CUDA provider's notes are not the user's business
