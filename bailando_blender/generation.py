@@ -18,7 +18,7 @@ import bpy
 import numpy as np
 
 from . import armature as dancer_rig
-from . import rig_mapping
+from . import rig_mapping, rigify_rig
 from .armature import ArmatureError
 from .backend_client import BackendError, BackendProcess
 from .keyframes import assign_action, build_action, pose_channels
@@ -194,6 +194,28 @@ def fit_length(values: np.ndarray, num_frames: int) -> np.ndarray:
     return np.concatenate([values, np.repeat(values[-1:], num_frames - len(values), axis=0)])
 
 
+def rigify_channels(
+    context: bpy.types.Context,
+    rig: bpy.types.Object,
+    joint_rotations: np.ndarray,
+    root_translation: np.ndarray,
+    first_frame: int,
+) -> list:
+    """Channels of a generated Rigify rig's FK controls: the dance retargeted onto a helper laid
+    out as its meta-rig, then baked onto the controls (see ``rigify_rig``)."""
+    helper = rigify_rig.build_helper(rig, context.collection or context.scene.collection)
+    try:
+        action, slot = build_action(
+            rigify_rig.HELPER_NAME, dance_channels(helper, joint_rotations, root_translation), first_frame
+        )
+        for pose_bone in helper.pose.bones:
+            pose_bone.rotation_mode = "QUATERNION"
+        assign_action(helper, action, slot)
+        return rigify_rig.baked_channels(context, rig, helper, first_frame, len(joint_rotations))
+    finally:
+        rigify_rig.remove_helper(helper)
+
+
 def apply_dance(context: bpy.types.Context, plan: JobPlan, dance: DanceArrays) -> bpy.types.Object:
     """Key the dance onto the plan's armature (built here for a new dancer) as one new action."""
     scene = context.scene
@@ -211,9 +233,12 @@ def apply_dance(context: bpy.types.Context, plan: JobPlan, dance: DanceArrays) -
     if built:
         rig = dancer_rig.build_dancer(context.collection or scene.collection, body=dance.body)
     try:
-        channels = dance_channels(
-            rig, fit_length(dance.joint_rotations, num_frames), fit_length(dance.root_translation, num_frames)
-        )
+        rotations = fit_length(dance.joint_rotations, num_frames)
+        translation = fit_length(dance.root_translation, num_frames)
+        if rigify_rig.is_generated_rig(rig):
+            channels = rigify_channels(context, rig, rotations, translation, span.first_frame)
+        else:
+            channels = dance_channels(rig, rotations, translation)
         name = f"Dance {span.strip or os.path.basename(span.path)} seed {plan.seed}"
         action, slot = build_action(name, channels, span.first_frame)
     except ArmatureError as error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from . import bone_maps
+from . import bone_maps, rigify_rig
 from .armature import ArmatureError, check_smpl_armature, has_smpl_names
 from .retarget import Rig
 from .skeleton import JOINT_NAMES
@@ -49,7 +49,7 @@ def check_dancer(obj: bpy.types.Object | None) -> None:
     or a bone map (its own, or one guessed from presets and its hierarchy)."""
     if obj is None or obj.type != "ARMATURE":
         check_smpl_armature(obj)  # says what is wrong
-    if not has_smpl_names(obj):
+    if not has_smpl_names(obj) and not rigify_rig.is_generated_rig(obj):
         bone_map_for(obj)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from bailando_blender import bone_maps, generation, retarget, rig_mapping  # noqa: E402
+from bailando_blender import bone_maps, generation, pose_pass, retarget, rig_mapping, rigify_rig  # noqa: E402
 from bailando_blender.rig_layout import TAIL_JOINT, rest_layout  # noqa: E402
 from bailando_blender.skeleton import (  # noqa: E402
     JOINT_NAMES,
@@ -144,6 +144,31 @@ def test_rigifys_human_meta_rig_dances(scene) -> None:
     source, bone_map = rig_mapping.guessed_map(rig)
     assert source == "Rigify meta-rig" and len(bone_map) == 22
     check_directions(scene, rig, arrays, bone_map)
+
+
+def test_rigifys_generated_rig_dances_through_its_fk_controls(scene) -> None:
+    """The deform bones follow the keyed FK controls (through Rigify's constraints) as the source."""
+    bpy.ops.preferences.addon_enable(module="rigify")
+    bpy.ops.object.armature_human_metarig_add()
+    meta = bpy.context.active_object
+    bpy.ops.pose.rigify_generate()
+    rig = next(obj for obj in scene.objects if obj.type == "ARMATURE" and obj is not meta)
+    rig.location, rig.rotation_euler, rig.scale = (1.0, 2.0, 0.0), (0.0, 0.0, 0.5), (0.5, 0.5, 0.5)
+    previous = bpy.data.actions.new("earlier animation")
+    rig.animation_data_create().action = previous
+    objects, armatures = set(bpy.data.objects.keys()), set(bpy.data.armatures.keys())
+    arrays = dance()
+    key(scene, rig, arrays)
+    assert rigify_rig.is_generated_rig(rig) and not rigify_rig.is_generated_rig(meta)
+    deform = {joint: "DEF-" + bone for joint, bone in bone_maps.PRESETS["Rigify meta-rig"].items()}
+    check_directions(scene, rig, arrays, deform)
+    assert set(bpy.data.objects.keys()) == objects and set(bpy.data.armatures.keys()) == armatures  # no helper left
+    assert previous.use_fake_user and rig.animation_data.action is not previous
+    keyed = {data_path for data_path, _ in pose_pass._fcurves(rig)}
+    assert 'pose.bones["upper_arm_fk.L"].rotation_quaternion' in keyed and 'pose.bones["torso"].location' in keyed
+    assert 'pose.bones["thigh_parent.R"]["IK_FK"]' in keyed and rig.pose.bones["thigh_parent.R"]["IK_FK"] == 1.0
+    assert not any(path.startswith('pose.bones["DEF-') for path in keyed)
+    assert not any(constraint.type == "COPY_TRANSFORMS" for constraint in rig.pose.bones["torso"].constraints)
 
 
 def test_a_rig_that_is_no_humanoid_fails_in_one_line_and_keys_nothing(scene) -> None:
