@@ -6,7 +6,7 @@ import textwrap
 
 import bpy
 
-from . import backend_manager
+from . import backend_manager, rigify_rig
 from .armature import has_smpl_names
 from .sound_strips import active_sound_strip, all_strips_name
 
@@ -134,6 +134,9 @@ class VIEW3D_PT_bailando_bone_map(bpy.types.Panel):
             return
         if has_smpl_names(obj):
             layout.label(text="SMPL joint names: no map needed", icon="CHECKMARK")
+            return
+        if rigify_rig.is_generated_rig(obj):
+            wrapped_label(layout, "Rigify rig: the dance is keyed on its FK controls (limbs set to FK)", "CHECKMARK")
             return
         row = layout.row(align=True)
         row.operator("bailando.guess_bone_map", text="Guess", icon="VIEWZOOM")

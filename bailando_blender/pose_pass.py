@@ -24,7 +24,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import occlusion, pose_files, pose_guides, rig_mapping
+from . import occlusion, pose_files, pose_guides, rig_mapping, rigify_rig
 from .armature import ArmatureError, has_smpl_names
 from .keyframes import SLOTTED_ACTIONS
 from .pose_keypoints import SMPL_MESH_VERTICES, mesh_keypoints, mesh_vertex_ids, whole_body_keypoints
@@ -349,6 +349,10 @@ def write_pose_pass(scene: bpy.types.Scene, rig: bpy.types.Object, settings: Pos
         rig_mapping.check_dancer(rig)
     except ArmatureError as error:
         raise PosePassError(f"2D pose pass: {error}") from None
+    if rigify_rig.is_generated_rig(rig):
+        # The pass reads keyed bones without evaluating the scene; a Rigify rig's deform bones
+        # follow constraints. The same dance on the SMPL dancer gives the same pass.
+        raise PosePassError(f"2D pose pass: {rig.name} is a Rigify rig (its bones follow constraints): use a plain rig")
     if settings.width < 16 or settings.height < 16 or settings.width % 2 or settings.height % 2:
         raise PosePassError(f"2D pose pass: size {settings.width}x{settings.height} must be even and at least 16")
     if not 0 < settings.fps <= MAX_FPS:

@@ -59,6 +59,7 @@ ROOT_CONTROL = "torso"
 # Pose bones holding each limb's IK/FK switch (a custom property; 1 = FK).
 FK_SWITCH_BONES = tuple(f"{bone}.{side}" for bone in ("upper_arm_parent", "thigh_parent") for side in SIDES)
 FK_SWITCH = "IK_FK"
+PROGRESS_EVERY = 50  # frames between progress updates of the bake
 CHAIN_NAME = re.compile(r"^(?P<base>.+)\.(?P<number>\d{3})$")  # Rigify chains: spine, spine.001, ...
 
 
@@ -201,7 +202,12 @@ def baked_channels(
             follow.target, follow.subtarget = helper, follower(name)
             constraints.append((bone, follow))
         root = controls.index(ROOT_CONTROL)
+        # One scene update a frame (~6 ms for Rigify's human rig): the cursor shows the progress.
+        window_manager = context.window_manager
+        window_manager.progress_begin(0, num_frames)
         for frame in range(num_frames):
+            if frame % PROGRESS_EVERY == 0:
+                window_manager.progress_update(frame)
             scene.frame_set(first_frame + frame)
             for index, name in enumerate(controls):
                 bone = rig.pose.bones[name]
@@ -212,6 +218,7 @@ def baked_channels(
                 if index == root:
                     location[frame] = local.to_translation()
     finally:
+        context.window_manager.progress_end()
         for bone, follow in constraints:
             bone.constraints.remove(follow)
         restore_state(rig, state)

@@ -146,7 +146,7 @@ def test_rigifys_human_meta_rig_dances(scene) -> None:
     check_directions(scene, rig, arrays, bone_map)
 
 
-def test_rigifys_generated_rig_dances_through_its_fk_controls(scene) -> None:
+def test_rigifys_generated_rig_dances_through_its_fk_controls(scene, tmp_path) -> None:
     """The deform bones follow the keyed FK controls (through Rigify's constraints) as the source."""
     bpy.ops.preferences.addon_enable(module="rigify")
     bpy.ops.object.armature_human_metarig_add()
@@ -169,6 +169,10 @@ def test_rigifys_generated_rig_dances_through_its_fk_controls(scene) -> None:
     assert 'pose.bones["thigh_parent.R"]["IK_FK"]' in keyed and rig.pose.bones["thigh_parent.R"]["IK_FK"] == 1.0
     assert not any(path.startswith('pose.bones["DEF-') for path in keyed)
     assert not any(constraint.type == "COPY_TRANSFORMS" for constraint in rig.pose.bones["torso"].constraints)
+    settings = pose_pass.PosePassSettings(folder=str(tmp_path / "pass"), first_frame=1, last_frame=FRAMES)
+    with pytest.raises(pose_pass.PosePassError, match=r"^2D pose pass: rig is a Rigify rig") as error:
+        list(pose_pass.write_pose_pass(scene, rig, settings))
+    assert "\n" not in str(error.value) and not (tmp_path / "pass").exists()
 
 
 def test_a_rig_that_is_no_humanoid_fails_in_one_line_and_keys_nothing(scene) -> None:
