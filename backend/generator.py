@@ -18,6 +18,7 @@ import numpy as np
 from models.files import CheckpointError
 
 from .errors import CancelledError
+from .music_features import FEATURE_DIM
 from .onnx_runtime import OnnxNetworks, have_graphs, onnxruntime_module
 from .sampling import SamplingConfig, TokenSampler
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "models" / "weights" / "generator.safetensors"
 RUNTIMES = ("auto", "onnx", "torch")
 DEVICES = ("auto", "cuda", "cpu")
+WARM_UP_EXTRA_STEPS = 2  # steps the warm-up generation runs past a full attention window
 # The three streams of the GPT's sequence (models.gpt: music, upper, lower at each step).
 MUSIC, UPPER, LOWER = 0, 1, 2
 
@@ -37,6 +39,7 @@ class Networks(Protocol):
     device: str  # "cpu" or "cuda"
     frames_per_token: int
     d_model: int
+    context_steps: int  # the GPT's attention window, in steps
 
     def encode_music(self, music: np.ndarray) -> np.ndarray: ...
 
@@ -163,6 +166,13 @@ class DanceGenerator:
             if progress is not None and (t % report_every == 0 or t == steps - 1):
                 progress((t + 1) / steps)
         return upper, lower
+
+    def warm_up(self) -> None:
+        """One short generation past a full window, so that whatever a runtime prepares on first
+        use (allocations; on the GPU, CUDA graphs and compiled kernels) is ready for the first song."""
+        steps = self.networks.context_steps + WARM_UP_EXTRA_STEPS
+        features = np.zeros((steps * self.frames_per_token, FEATURE_DIM), dtype=np.float32)
+        self.decode(*self.tokens(features, SamplingConfig(seed=0)))
 
     def decode(self, upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Tokens (L,) -> upper (4L, 90), lower (4L, 58) motion vectors."""

@@ -75,6 +75,7 @@ class OnnxNetworks:
         gpt = configs["gpt"]
         self.frames_per_token = 2 ** int(configs["vqvae"]["num_downsamples"])
         self.d_model = int(gpt["d_model"])
+        self.context_steps = int(gpt["context_steps"])
         self.cache_shape = (int(gpt["num_layers"]), 1, int(gpt["num_heads"]), 0, self.d_model // int(gpt["num_heads"]))
 
     @classmethod

@@ -223,9 +223,15 @@ def protocol_stream() -> IO[str]:
 def run_service(weights: str | Path | None, device: str, runtime: str = "auto") -> int:
     events = protocol_stream()
     generator = DanceGenerator.load(weights, device, runtime)
+
     # The warm-up compiles one of librosa's functions on every start (librosa does not cache
-    # it): ~2.5 s of the ~4.5 s it takes. It runs on the worker, after "ready".
-    service = Service(generator, events, prepare=warm_up)
+    # it): ~2.5 s of the ~4.5 s it takes; then one short dance readies the networks (on a GPU
+    # with torch: CUDA graphs, compiled kernels). It runs on the worker, after "ready".
+    def prepare() -> None:
+        warm_up()
+        generator.warm_up()
+
+    service = Service(generator, events, prepare=prepare)
     service.send(
         event="ready",
         protocol=PROTOCOL_VERSION,

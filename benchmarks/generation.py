@@ -65,6 +65,9 @@ def run_one(song: Path, runtime: str, device: str) -> dict[str, float | str]:
 
     generator = DanceGenerator.load(None, device, runtime)
     warm_up()
+    started = time.perf_counter()
+    generator.warm_up()
+    networks_warm_up = time.perf_counter() - started
     rss_loaded = peak_rss_mb()
     times: dict[str, float] = {}
     started = time.perf_counter()
@@ -95,6 +98,7 @@ def run_one(song: Path, runtime: str, device: str) -> dict[str, float | str]:
         "rss_features_mb": rss_features,
         "peak_rss_mb": peak_rss_mb(),
         "gpu_mb": gpu_mb,
+        "networks_warm_up": networks_warm_up,
         "runtime": generator.runtime,
         "device": generator.device,
     }
@@ -176,6 +180,7 @@ def main() -> None:
                 f"| {result['gpu_mb']:.0f} |"
             )
         print(f"runtime: {rows[0]['runtime']} on {rows[0]['device']}")
+        print("networks' warm-up (s): " + ", ".join(f"{row['networks_warm_up']:.2f}" for row in rows))
         if len(rows) > 1:
             print(f"longest / second: {rows[-1]['total'] / rows[-2]['total']:.2f}x the time")
         first_song = Path(folder) / "first.ogg"
