@@ -141,8 +141,8 @@ def retrieval_dance(music: np.ndarray, captures: Captures) -> Motion:
     return Motion(np.concatenate(rotations), np.concatenate(positions))
 
 
-def generated_dance(generator: DanceGenerator, music: MusicFeatures, seed: int) -> Motion:
-    dance = generate(music, generator, SamplingConfig(seed=seed))
+def generated_dance(generator: DanceGenerator, music: MusicFeatures, seed: int, temperature: float = 1.0) -> Motion:
+    dance = generate(music, generator, SamplingConfig(seed=seed, temperature=temperature))
     return motion_from(quaternion_to_matrix(dance.joint_rotations), dance.root_translation)
 
 
@@ -188,14 +188,20 @@ def main() -> None:
     parser.add_argument("--songs", type=Path, nargs="*", default=[])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--out", type=Path, default=None, help="write every number as JSON")
+    parser.add_argument(
+        "--temperatures", type=float, nargs="+", default=[], help="also our model at these sampling temperatures"
+    )
     args = parser.parse_args()
 
     captures = load_captures(args.dataset)
     held = [k for k, held_out in enumerate(captures.held_out) if held_out]
     real_clips = clips([captures.motions[k] for k in held])
+    ours = DanceGenerator.load(args.model, "cpu")
+    # method -> (generator, sampling temperature)
     models = {
-        "ours": DanceGenerator.load(args.model, "cpu"),
-        "without critic": DanceGenerator.load(args.without_critic, "cpu"),
+        "ours": (ours, 1.0),
+        **{f"ours, temperature {t:g}": (ours, t) for t in args.temperatures},
+        "without critic": (DanceGenerator.load(args.without_critic, "cpu"), 1.0),
     }
     song_sets = {
         "held-out Tang songs": [(captures.names[k], features_as_music(captures.features[k])) for k in held],
@@ -212,11 +218,11 @@ def main() -> None:
             rows["captures (ground truth)"] = [
                 dance_row(captures.motions[k], music.beat_times) for k, (_, music) in zip(held, pieces, strict=True)
             ]
-        for method, generator in models.items():
+        for method, (generator, temperature) in models.items():
             motions[method], rows[method] = [], []
             for name, music in pieces:
                 for seed in args.seeds:
-                    motion = generated_dance(generator, music, seed)
+                    motion = generated_dance(generator, music, seed, temperature)
                     motions[method].append(motion)
                     rows[method].append(dance_row(motion, music.beat_times))
                     print(f"{title}: {method} {name} seed {seed}: bas {rows[method][-1]['bas']:.3f}", flush=True)
