@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import sys
 from pathlib import Path
@@ -102,3 +103,22 @@ def empty_scene(fps: int):  # -> bpy.types.Scene
     scene = bpy.context.scene
     scene.render.fps, scene.render.fps_base = fps, 1.0
     return scene
+
+
+# Blender 4.5's bpy module never exits once Rigify has generated a rig (its delayed-close
+# thread and that thread's destructor wait on each other at exit; 5.0 does not). After the
+# summary is printed, such a session leaves at once with pytest's own exit status.
+HANGING_BPY_BEFORE = (5, 0, 0)
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    bpy = sys.modules.get("bpy")
+    if bpy is not None and tuple(bpy.app.version) < HANGING_BPY_BEFORE and _exit_status:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status[0])
