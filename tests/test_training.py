@@ -144,6 +144,43 @@ def test_actor_critic_runs_resumes_and_writes_a_gpt(tmp_path: Path) -> None:
     assert isinstance(restore_network(configs, tensors, "gpt", GPTConfig, MotionGPT, "gpt"), MotionGPT)
 
 
+def tiny_dataset(path: Path, dances: int = 4, frames: int = 160) -> None:
+    """prepare_data fit's format: the last dance held out."""
+    from backend.motion_representation import encode_motion
+
+    rows = [encode_motion(*known_dance(frames)) for _ in range(dances)]
+    rng = np.random.default_rng(5)
+    np.savez(
+        path,
+        names=np.array([f"dance{k}" for k in range(dances)]),
+        held_out=np.array([k == dances - 1 for k in range(dances)]),
+        lengths=np.full(dances, frames),
+        music_lengths=np.full(dances, frames),
+        upper=np.concatenate([upper for upper, _ in rows]),
+        lower=np.concatenate([lower for _, lower in rows]),
+        features=rng.normal(size=(dances * frames, 57)).astype(np.float32),
+        music_features=rng.normal(size=(dances * frames, 57)).astype(np.float32),
+    )
+
+
+@pytest.mark.slow
+def test_vqvae_trains_on_two_processes_under_torchrun(tmp_path: Path) -> None:
+    """Two ranks (gloo on the CPU; NCCL on GPUs): DDP's gradients and the codebooks' EMA all-reduced."""
+    tiny_dataset(tmp_path / "dataset.npz")
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "training.train_vqvae", "--data", str(tmp_path / "dataset.npz"), "--out", str(tmp_path / "vq"),
+        "--max-steps", "2",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "training on 2 process(es), cpu" in result.stdout
+    from models.checkpoint import read_checkpoint
+
+    _, tensors, extra = read_checkpoint(tmp_path / "vq" / "vqvae.safetensors")
+    assert extra["steps"] == "2" and bool(tensors["vqvae"]["upper.quantiser.initialised"])
+
+
 # --- positions -> rotations CLI ---------------------------------------------------------
 
 

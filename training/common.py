@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass
@@ -73,16 +74,33 @@ class Distributed:
     def main(self) -> bool:
         return self.rank == 0
 
+    def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        """The module as the training step calls it: under DistributedDataParallel with several processes."""
+        if self.world_size == 1:
+            return module
+        if self.device.type == "cuda":
+            return DistributedDataParallel(module, device_ids=[self.device.index])
+        return DistributedDataParallel(module)
+
 
 def setup_distributed() -> Distributed:
-    """One process per GPU under torchrun (RANK/WORLD_SIZE set), else a single process."""
+    """One process per GPU under torchrun (RANK/WORLD_SIZE set; NCCL), or per CPU process where
+    there is no GPU (gloo: the tests run two that way), else a single process."""
     if "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         local_rank = int(os.environ["LOCAL_RANK"])
-        torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl")
-        return Distributed(dist.get_rank(), dist.get_world_size(), torch.device("cuda", local_rank))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return Distributed(0, 1, device)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank)
+            dist.init_process_group("nccl")
+            device = torch.device("cuda", local_rank)
+        else:
+            dist.init_process_group("gloo")
+            device = torch.device("cpu")
+        env = Distributed(dist.get_rank(), dist.get_world_size(), device)
+    else:
+        env = Distributed(0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    if env.main:
+        print(f"training on {env.world_size} process(es), {env.device.type}", flush=True)
+    return env
 
 
 class Logger:

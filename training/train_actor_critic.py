@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn import functional as F
-from torch.nn.parallel import DistributedDataParallel
 
 from backend.motion_representation import decode_motion
 from backend.music_features import BEAT_COLUMN
@@ -197,8 +196,8 @@ def main() -> None:
         actor_optimiser.load_state_dict(state["actor_optimiser"])
         critic_optimiser.load_state_dict(state["critic_optimiser"])
         iteration = int(state["iteration"])
-    actor = DistributedDataParallel(gpt, device_ids=[env.device.index]) if env.world_size > 1 else gpt
-    critic_model = DistributedDataParallel(critic, device_ids=[env.device.index]) if env.world_size > 1 else critic
+    actor = env.wrap(gpt)
+    critic_model = env.wrap(critic)
     logger = Logger(args.out / "log.jsonl", env.main)
     per_token = vqvae.cfg.frames_per_token
     frames = cfg.rollout_steps * per_token

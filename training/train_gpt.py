@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn import functional as F
-from torch.nn.parallel import DistributedDataParallel
 
 from models.checkpoint import read_checkpoint, restore_network, save_checkpoint
 from models.gpt import GPTConfig, MotionGPT
@@ -141,7 +140,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     state_path = args.out / "train_state.pt"
     step = load_train_state(state_path, gpt, optimiser)
-    model = DistributedDataParallel(gpt, device_ids=[env.device.index]) if env.world_size > 1 else gpt
+    model = env.wrap(gpt)
     logger = Logger(args.out / "log.jsonl", env.main)
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16)

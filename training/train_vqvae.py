@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn import functional as F
-from torch.nn.parallel import DistributedDataParallel
 
 from backend.motion_representation import ROOT_DIM
 from bailando_blender.skeleton import LOWER_JOINTS, NUM_JOINTS, UPPER_JOINTS
@@ -109,7 +108,7 @@ def main() -> None:
     state_path = args.out / "train_state.pt"
     args.out.mkdir(parents=True, exist_ok=True)
     step = load_train_state(state_path, vqvae, optimiser)
-    model = DistributedDataParallel(vqvae, device_ids=[env.device.index]) if env.world_size > 1 else vqvae
+    model = env.wrap(vqvae)
     logger = Logger(args.out / "log.jsonl", env.main)
     deadline = time.monotonic() + args.minutes * 60
     vqvae.train()
