@@ -28,6 +28,7 @@ def _sided(pattern: dict[str, str], left: str, right: str) -> dict[str, str]:
     return out
 
 
+RIGIFY_META_RIG = "Rigify meta-rig"
 PRESETS: dict[str, dict[str, str]] = {
     "SMPL": {name: name for name in JOINT_NAMES},
     "Mixamo": _sided(
@@ -39,7 +40,7 @@ PRESETS: dict[str, dict[str, str]] = {
         },
         "Left", "Right",
     ),
-    "Rigify meta-rig": _sided(
+    RIGIFY_META_RIG: _sided(
         {
             "pelvis": "spine", "spine1": "spine.001", "spine2": "spine.002", "spine3": "spine.003",
             "neck": "spine.004", "head": "spine.006", "hip": "thigh.{side}", "knee": "shin.{side}",

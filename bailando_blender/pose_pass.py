@@ -161,7 +161,7 @@ def joint_bones(rig: bpy.types.Object) -> tuple[dict[int, str], dict[int, np.nda
     (identity on SMPL-named bones); the rig's size in armature units per SMPL metre."""
     if has_smpl_names(rig):
         return dict(enumerate(JOINT_NAMES)), {joint: np.eye(3) for joint in range(len(JOINT_NAMES))}, 1.0
-    bone_map = rig_mapping.bone_map_for(rig)
+    bone_map = rigify_rig.deform_bone_map(rig) if rigify_rig.is_generated_rig(rig) else rig_mapping.bone_map_for(rig)
     target = rig_mapping.armature_rig(rig)
     by_index = {JOINT_NAMES.index(joint): target.names.index(bone) for joint, bone in bone_map.items()}
     ratio, _ = scale_and_floor(target, by_index, rest_layout().heads)
@@ -169,12 +169,11 @@ def joint_bones(rig: bpy.types.Object) -> tuple[dict[int, str], dict[int, np.nda
     return bones, rest_alignments(target, by_index), ratio
 
 
-def armature_motion(rig: bpy.types.Object, scene_frames: np.ndarray) -> ArmatureMotion:
-    """The SMPL joints of ``rig`` (SMPL-named, or mapped by its bone map) at the given (fractional)
-    scene frames. Joints the map leaves out sit at their SMPL offset from their parent."""
+def keyed_pose(rig: bpy.types.Object, scene_frames: np.ndarray) -> dict[str, np.ndarray]:
+    """Bone name -> (T, 4, 4) armature-space matrices at the (fractional) scene frames, from the
+    action's F-curves and the rest matrices (constraints ignored)."""
     curves = _fcurves(rig)
     count = len(scene_frames)
-    world = np.array(rig.matrix_world)
     posed: dict[str, np.ndarray] = {}
     for bone in sorted(rig.pose.bones, key=lambda b: len(b.parent_recursive)):
         rest = np.array(bone.bone.matrix_local)
@@ -188,7 +187,22 @@ def armature_motion(rig: bpy.types.Object, scene_frames: np.ndarray) -> Armature
         else:
             parent_rest = np.array(bone.parent.bone.matrix_local)
             posed[bone.name] = posed[bone.parent.name] @ (np.linalg.inv(parent_rest) @ rest) @ basis
+    return posed
+
+
+def armature_motion(rig: bpy.types.Object, scene_frames: np.ndarray) -> ArmatureMotion:
+    """The SMPL joints of ``rig`` (SMPL-named, or mapped by its bone map) at the given (fractional)
+    scene frames. Joints the map leaves out sit at their SMPL offset from their parent.
+
+    The pose comes from the keys and the rest matrices, in numpy; a Rigify rig's deform bones
+    follow constraints, so its pose is Blender's evaluation, one scene update a frame."""
+    count = len(scene_frames)
+    world = np.array(rig.matrix_world)
     bones, align, ratio = joint_bones(rig)
+    if rigify_rig.is_generated_rig(rig):
+        posed = rigify_rig.evaluated_pose(rig, list(bones.values()), scene_frames)
+    else:
+        posed = keyed_pose(rig, scene_frames)
     positions = np.empty((count, len(JOINT_NAMES), 3))
     frames = np.empty((count, len(JOINT_NAMES), 3, 3))
     for joint in range(len(JOINT_NAMES)):
@@ -349,10 +363,6 @@ def write_pose_pass(scene: bpy.types.Scene, rig: bpy.types.Object, settings: Pos
         rig_mapping.check_dancer(rig)
     except ArmatureError as error:
         raise PosePassError(f"2D pose pass: {error}") from None
-    if rigify_rig.is_generated_rig(rig):
-        # The pass reads keyed bones without evaluating the scene; a Rigify rig's deform bones
-        # follow constraints. The same dance on the SMPL dancer gives the same pass.
-        raise PosePassError(f"2D pose pass: {rig.name} is a Rigify rig (its bones follow constraints): use a plain rig")
     if settings.width < 16 or settings.height < 16 or settings.width % 2 or settings.height % 2:
         raise PosePassError(f"2D pose pass: size {settings.width}x{settings.height} must be even and at least 16")
     if not 0 < settings.fps <= MAX_FPS:

@@ -21,6 +21,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
+from . import bone_maps
 from .keyframes import Channel, pose_channels
 from .skeleton import make_quaternions_continuous
 
@@ -65,6 +66,29 @@ CHAIN_NAME = re.compile(r"^(?P<base>.+)\.(?P<number>\d{3})$")  # Rigify chains: 
 
 def is_generated_rig(obj: bpy.types.Object | None) -> bool:
     return obj is not None and obj.type == "ARMATURE" and all(name in obj.data.bones for name in GENERATED_RIG_BONES)
+
+
+def deform_bone_map(rig: bpy.types.Object) -> dict[str, str]:
+    """SMPL joint -> the generated rig's deform bone carrying it (the meta-rig preset's bone, DEF-)."""
+    preset = bone_maps.PRESETS[bone_maps.RIGIFY_META_RIG]
+    return {joint: f"DEF-{bone}" for joint, bone in preset.items() if f"DEF-{bone}" in rig.data.bones}
+
+
+def evaluated_pose(rig: bpy.types.Object, names: list[str], scene_frames: np.ndarray) -> dict[str, np.ndarray]:
+    """Bone name -> (T, 4, 4) armature-space matrices at the (fractional) scene frames, as Blender
+    evaluates them (constraints included): one scene update a frame."""
+    scene = bpy.context.scene
+    current = (scene.frame_current, scene.frame_subframe)
+    posed = {name: np.empty((len(scene_frames), 4, 4)) for name in names}
+    try:
+        for index, frame in enumerate(scene_frames):
+            whole = int(np.floor(frame))
+            scene.frame_set(whole, subframe=float(frame - whole))
+            for name in names:
+                posed[name][index] = np.array(rig.pose.bones[name].matrix)
+    finally:
+        scene.frame_set(current[0], subframe=current[1])
+    return posed
 
 
 def org_parent(bone: bpy.types.Bone) -> str | None:
