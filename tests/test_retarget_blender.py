@@ -105,6 +105,26 @@ def check_directions(scene, rig, arrays, bone_map: dict[str, str]) -> None:
                 assert angle_deg(target, wanted) < 2.0, (frame, a)
 
 
+def pose_pass_motions(scene, rig, arrays, frames: np.ndarray):
+    """The pose pass's motions of the SMPL dancer and of ``rig`` dancing ``arrays``, after checking that
+    ``rig``'s face and foot keypoints sit as the dancer's do, turned and sized as the rig."""
+    from bailando_blender import armature
+    from bailando_blender.pose_keypoints import BODY_18, FEET
+
+    smpl = armature.build_dancer(scene.collection)
+    key(scene, smpl, arrays)
+    ours, theirs = pose_pass.armature_motion(smpl, frames), pose_pass.armature_motion(rig, frames)
+    points, other = ours.keypoints(), theirs.keypoints()
+    turn = np.array(rig.matrix_world.to_3x3().normalized())
+    size = theirs.scale / ours.scale  # the character's size against SMPL's, object scale included
+    names = [*BODY_18, *FEET]
+    for point, joint in (("nose", 15), ("left_ear", 15), ("left_heel", 7), ("right_big_toe", 8)):
+        k = names.index(point)
+        wanted = size * turn @ (points[:, k] - ours.positions[:, joint]).T
+        np.testing.assert_allclose((other[:, k] - theirs.positions[:, joint]).T, wanted, atol=2e-3 * size)
+    return ours, theirs
+
+
 def test_a_mixamo_character_in_a_pose_at_scale_0_01_dances_like_the_source(scene) -> None:
     rig = mixamo_rig(scene)
     arrays = dance()
@@ -170,21 +190,7 @@ def test_rigifys_generated_rig_dances_through_its_fk_controls(scene, tmp_path) -
     assert not any(path.startswith('pose.bones["DEF-') for path in keyed)
     assert not any(constraint.type == "COPY_TRANSFORMS" for constraint in rig.pose.bones["torso"].constraints)
     # The 2D pose pass reads its deform bones through Blender's evaluation: as on the SMPL dancer.
-    from bailando_blender import armature
-    from bailando_blender.pose_keypoints import BODY_18, FEET
-
-    smpl = armature.build_dancer(scene.collection)
-    key(scene, smpl, arrays)
-    frames = np.array([5.0, 17.5])
-    ours, theirs = pose_pass.armature_motion(smpl, frames), pose_pass.armature_motion(rig, frames)
-    points, other = ours.keypoints(), theirs.keypoints()
-    turn = np.array(rig.matrix_world.to_3x3().normalized())
-    size = theirs.scale / ours.scale
-    names = [*BODY_18, *FEET]
-    for point, joint in (("nose", 15), ("left_ear", 15), ("left_heel", 7), ("right_big_toe", 8)):
-        k = names.index(point)
-        wanted = size * turn @ (points[:, k] - ours.positions[:, joint]).T
-        np.testing.assert_allclose((other[:, k] - theirs.positions[:, joint]).T, wanted, atol=2e-3 * size)
+    _, theirs = pose_pass_motions(scene, rig, arrays, np.array([5.0, 17.5]))
     np.testing.assert_allclose(theirs.positions[0, 18], world_heads(scene, rig, 5)["DEF-forearm.L"], atol=1e-5)
     folder = tmp_path / "pass"
     settings = pose_pass.PosePassSettings(str(folder), 1, FRAMES, camera="AUTO", video=False)
@@ -312,24 +318,16 @@ def test_the_export_operator_writes_the_file_and_refuses_an_unknown_format(scene
 
 
 def test_the_pose_pass_reads_a_retargeted_character_like_the_smpl_dancer(scene) -> None:
-    from bailando_blender import armature, pose_pass
     from bailando_blender.pose_keypoints import BODY_18, FEET
 
     arrays = dance()
     rig = mixamo_rig(scene)
     key(scene, rig, arrays)
-    smpl = armature.build_dancer(scene.collection)
-    key(scene, smpl, arrays)
-    frames = np.array([5.0, 17.0])
-    ours, theirs = pose_pass.armature_motion(smpl, frames), pose_pass.armature_motion(rig, frames)
+    ours, theirs = pose_pass_motions(scene, rig, arrays, np.array([5.0, 17.0]))
     points, other = ours.keypoints(), theirs.keypoints()
     turn = np.array(rig.matrix_world.to_3x3().normalized())
-    size = theirs.scale / ours.scale  # the character's size against SMPL's, object scale included
+    size = theirs.scale / ours.scale
     names = [*BODY_18, *FEET]
-    for point, joint in (("nose", 15), ("left_ear", 15), ("left_heel", 7), ("right_big_toe", 8)):
-        k = names.index(point)
-        wanted = size * turn @ (points[:, k] - ours.positions[:, joint]).T
-        np.testing.assert_allclose((other[:, k] - theirs.positions[:, joint]).T, wanted, atol=2e-3 * size)
     hand = len(names) + 12  # left middle fingertip, from the left wrist
     wanted = size * turn @ (points[:, hand] - ours.positions[:, 20]).T
     np.testing.assert_allclose((other[:, hand] - theirs.positions[:, 20]).T, wanted, atol=2e-3 * size)
