@@ -161,7 +161,7 @@ def joint_bones(rig: bpy.types.Object) -> tuple[dict[int, str], dict[int, np.nda
     (identity on SMPL-named bones); the rig's size in armature units per SMPL metre."""
     if has_smpl_names(rig):
         return dict(enumerate(JOINT_NAMES)), {joint: np.eye(3) for joint in range(len(JOINT_NAMES))}, 1.0
-    bone_map = rigify_rig.deform_bone_map(rig) if rigify_rig.is_generated_rig(rig) else rig_mapping.bone_map_for(rig)
+    bone_map = rig_mapping.bone_map_for(rig)
     target = rig_mapping.armature_rig(rig)
     by_index = {JOINT_NAMES.index(joint): target.names.index(bone) for joint, bone in bone_map.items()}
     ratio, _ = scale_and_floor(target, by_index, rest_layout().heads)

@@ -49,13 +49,17 @@ def check_dancer(obj: bpy.types.Object | None) -> None:
     or a bone map (its own, or one guessed from presets and its hierarchy)."""
     if obj is None or obj.type != "ARMATURE":
         check_smpl_armature(obj)  # says what is wrong
-    if not has_smpl_names(obj) and not rigify_rig.is_generated_rig(obj):
+    if not has_smpl_names(obj):
         bone_map_for(obj)
 
 
 def bone_map_for(obj: bpy.types.Object) -> dict[str, str]:
-    """The object's own map if it has one, else a guess; raises ArmatureError if it cannot drive the rig."""
-    bone_map = stored_map(obj) or guessed_map(obj)[1]
+    """The object's own map if it has one, else a guess; raises ArmatureError if it cannot drive the rig.
+    A generated Rigify rig's map is its deform bones (the panel keeps no map for it)."""
+    if rigify_rig.is_generated_rig(obj):
+        bone_map = rigify_rig.deform_bone_map(obj)
+    else:
+        bone_map = stored_map(obj) or guessed_map(obj)[1]
     missing = [bone for bone in bone_map.values() if bone not in obj.data.bones]
     if missing:
         raise ArmatureError(f"armature '{obj.name}' has no bone '{missing[0]}' (its bone map names it)")
