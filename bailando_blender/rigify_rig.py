@@ -14,7 +14,9 @@ controls are keyed in bulk in one new action, with the limbs switched to FK (Rig
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import bpy
@@ -74,20 +76,26 @@ def deform_bone_map(rig: bpy.types.Object) -> dict[str, str]:
     return {joint: f"DEF-{bone}" for joint, bone in preset.items() if f"DEF-{bone}" in rig.data.bones}
 
 
+def visit_frames(scene: bpy.types.Scene, scene_frames: Iterable[float]) -> Iterator[int]:
+    """Set the scene to each (fractional) frame in turn, yielding its index, so that Blender
+    evaluates it (constraints included); the scene's own frame is put back after."""
+    current = (scene.frame_current, scene.frame_subframe)
+    try:
+        for index, frame in enumerate(scene_frames):
+            whole = math.floor(frame)
+            scene.frame_set(whole, subframe=float(frame - whole))
+            yield index
+    finally:
+        scene.frame_set(current[0], subframe=current[1])
+
+
 def evaluated_pose(rig: bpy.types.Object, names: list[str], scene_frames: np.ndarray) -> dict[str, np.ndarray]:
     """Bone name -> (T, 4, 4) armature-space matrices at the (fractional) scene frames, as Blender
     evaluates them (constraints included): one scene update a frame."""
-    scene = bpy.context.scene
-    current = (scene.frame_current, scene.frame_subframe)
     posed = {name: np.empty((len(scene_frames), 4, 4)) for name in names}
-    try:
-        for index, frame in enumerate(scene_frames):
-            whole = int(np.floor(frame))
-            scene.frame_set(whole, subframe=float(frame - whole))
-            for name in names:
-                posed[name][index] = np.array(rig.pose.bones[name].matrix)
-    finally:
-        scene.frame_set(current[0], subframe=current[1])
+    for index in visit_frames(bpy.context.scene, scene_frames):
+        for name in names:
+            posed[name][index] = np.array(rig.pose.bones[name].matrix)
     return posed
 
 
@@ -209,7 +217,6 @@ def baked_channels(
     scene = context.scene
     controls = [name for name in CONTROLS if name in rig.pose.bones and follower(name) in helper.data.bones]
     state = save_state(rig, controls)
-    current_frame = scene.frame_current
     constraints = []
     rotations = np.zeros((num_frames, len(controls), 4))
     location = np.zeros((num_frames, 3))
@@ -229,10 +236,9 @@ def baked_channels(
         # One scene update a frame (~6 ms for Rigify's human rig): the cursor shows the progress.
         window_manager = context.window_manager
         window_manager.progress_begin(0, num_frames)
-        for frame in range(num_frames):
+        for frame in visit_frames(scene, range(first_frame, first_frame + num_frames)):
             if frame % PROGRESS_EVERY == 0:
                 window_manager.progress_update(frame)
-            scene.frame_set(first_frame + frame)
             for index, name in enumerate(controls):
                 bone = rig.pose.bones[name]
                 local: Matrix = rig.convert_space(
@@ -246,7 +252,7 @@ def baked_channels(
         for bone, follow in constraints:
             bone.constraints.remove(follow)
         restore_state(rig, state)
-        scene.frame_set(current_frame)
+        context.view_layer.update()  # the rig evaluated as it was again, at the scene's frame
     rotations = make_quaternions_continuous(rotations)
     channels = pose_channels(controls, rotations, ROOT_CONTROL, location)
     channels += [
