@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from models.checkpoint import read_checkpoint, restore_network
-from models.gpt import POSITIONS_PER_STEP, GPTConfig, MotionGPT
+from models.gpt import GPTConfig, MotionGPT
 from models.vqvae import MotionVQVAE, VQVAEConfig
 
 UNTRAINED_INIT_SEED = 20_240_101  # fixed, so untrained networks are the same in every process
@@ -48,8 +48,8 @@ class GraphedSteps:
         cfg = gpt.cfg
         self.gpt = gpt
         self.device = device
-        self.window = cfg.context_steps * POSITIONS_PER_STEP
-        shape = (cfg.num_layers, 1, cfg.num_heads, self.window, cfg.d_model // cfg.num_heads)
+        self.window = cfg.window_positions
+        shape = cfg.cache_shape(1, self.window)
         self.past_keys = torch.zeros(shape, device=device)
         self.past_values = torch.zeros(shape, device=device)
         self.position = torch.zeros((), dtype=torch.long, device=device)

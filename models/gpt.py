@@ -38,6 +38,19 @@ class GPTConfig:
     dropout: float = 0.1
     music_kernel: int = 9  # frames seen around each frame by the music encoder (0.3 s at 30 fps)
 
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.num_heads
+
+    @property
+    def window_positions(self) -> int:
+        """The attention window in sequence positions (three a step)."""
+        return self.context_steps * POSITIONS_PER_STEP
+
+    def cache_shape(self, batch: int, positions: int) -> tuple[int, int, int, int, int]:
+        """Keys or values of ``positions`` cached positions: (num_layers, batch, num_heads, positions, head_dim)."""
+        return (self.num_layers, batch, self.num_heads, positions, self.head_dim)
+
 
 class MusicEncoder(nn.Module):
     """(B, T, music_dim) raw features -> (B, T / frames_per_token, d_model), one vector per step.
@@ -115,7 +128,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.num_heads = cfg.num_heads
-        self.window = cfg.context_steps * POSITIONS_PER_STEP
+        self.window = cfg.window_positions
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
         self.dropout = cfg.dropout
@@ -192,8 +205,8 @@ class MotionGPT(nn.Module):
             nn.init.zeros_(module.bias)
 
     def transformer(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        rotary = rope_tables(positions, self.cfg.d_model // self.cfg.num_heads)
-        mask = sequence_mask(x.shape[1], self.cfg.context_steps * POSITIONS_PER_STEP, x.device)
+        rotary = rope_tables(positions, self.cfg.head_dim)
+        mask = sequence_mask(x.shape[1], self.cfg.window_positions, x.device)
         for block in self.blocks:
             x, _, _ = block(x, rotary, mask)
         return self.final_norm(x)
@@ -246,8 +259,8 @@ class MotionGPT(nn.Module):
         """
         count = inputs.shape[1]
         positions = position + torch.arange(count, device=inputs.device)
-        window = self.cfg.context_steps * POSITIONS_PER_STEP
-        rotary = rope_tables(positions, self.cfg.d_model // self.cfg.num_heads)
+        window = self.cfg.window_positions
+        rotary = rope_tables(positions, self.cfg.head_dim)
         mask = window_mask(count, past_keys.shape[3] + count, window, inputs.device)
         x, keys, values = inputs, [], []
         for layer, block in enumerate(self.blocks):
@@ -273,8 +286,7 @@ class MotionGPT(nn.Module):
         return self.upper_head(last), self.lower_head(last), keys, values
 
     def empty_cache(self, batch: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = self.cfg
-        shape = (cfg.num_layers, batch, cfg.num_heads, 0, cfg.d_model // cfg.num_heads)
+        shape = self.cfg.cache_shape(batch, 0)
         return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
 
     def new_cache(self) -> KVCache:

@@ -94,8 +94,7 @@ class MotionDecoder(nn.Module):
 
 def example_inputs(gpt: MotionGPT) -> dict[str, dict[str, torch.Tensor]]:
     cfg = gpt.cfg
-    head_dim = cfg.d_model // cfg.num_heads
-    past = torch.randn(cfg.num_layers, 1, cfg.num_heads, EXAMPLE_PAST, head_dim)
+    past = torch.randn(cfg.cache_shape(1, EXAMPLE_PAST))
     return {
         "music_encoder": {"music": torch.randn(1, EXAMPLE_STEPS * cfg.frames_per_token, cfg.music_dim)},
         "gpt_step": {
@@ -121,7 +120,7 @@ OUTPUT_NAMES = {
 
 
 def dynamic_shapes(graph: str, gpt: MotionGPT) -> dict[str, dict[int, torch.export.Dim] | None]:
-    window = gpt.cfg.context_steps * POSITIONS_PER_STEP
+    window = gpt.cfg.window_positions
     if graph == "music_encoder":
         return {"music": {1: torch.export.Dim("frames", min=gpt.cfg.frames_per_token)}}
     if graph == "gpt_step":
@@ -196,8 +195,7 @@ def compare_with_torch(modules: dict[str, nn.Module], paths: dict[str, Path], gp
     for graph, module in modules.items():
         inputs = example_inputs(gpt)[graph]
         if graph == "gpt_step":  # a full window of past positions, a sliding step
-            shape = list(inputs["past_keys"].shape)
-            shape[3] = gpt.cfg.context_steps * POSITIONS_PER_STEP
+            shape = gpt.cfg.cache_shape(1, gpt.cfg.window_positions)
             inputs.update(past_keys=torch.randn(shape), past_values=torch.randn(shape), position=torch.tensor(900))
         with torch.no_grad():
             expected = module(*inputs.values())
