@@ -69,7 +69,8 @@ class OnnxCache:
 class OnnxNetworks:
     runtime = "onnx"
 
-    def __init__(self, sessions: dict[str, Any], configs: dict[str, dict[str, Any]], device: str) -> None:
+    def __init__(self, runtime: Any, sessions: dict[str, Any], configs: dict[str, dict[str, Any]], device: str) -> None:
+        self.ort = runtime  # the onnxruntime module
         self.sessions = sessions
         self.device = device
         gpt = configs["gpt"]
@@ -115,7 +116,7 @@ class OnnxNetworks:
             )
         on_gpu = sessions["gpt_step"].get_providers()[0] == CUDA_PROVIDER
         assert configs is not None
-        return cls(sessions, configs, "cuda" if on_gpu else "cpu")
+        return cls(runtime, sessions, configs, "cuda" if on_gpu else "cpu")
 
     def encode_music(self, music: np.ndarray) -> np.ndarray:
         """(T, music_dim) features, T a multiple of frames_per_token -> (T / frames_per_token, d_model)."""
@@ -145,13 +146,12 @@ class OnnxNetworks:
     def _step_on_gpu(
         self, session: Any, feeds: dict[str, np.ndarray], cache: OnnxCache, count: int
     ) -> tuple[np.ndarray, np.ndarray, OnnxCache]:
-        runtime = onnxruntime_module()
         binding = session.io_binding()
         for name, value in feeds.items():
             binding.bind_cpu_input(name, value)
         for name, value in (("past_keys", cache.keys), ("past_values", cache.values)):
             if isinstance(value, np.ndarray):
-                value = runtime.OrtValue.ortvalue_from_numpy(value, "cuda", 0)
+                value = self.ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0)
             binding.bind_ortvalue_input(name, value)
         binding.bind_output("upper_logits")
         binding.bind_output("lower_logits")
