@@ -82,6 +82,21 @@ class Distributed:
             return DistributedDataParallel(module, device_ids=[self.device.index])
         return DistributedDataParallel(module)
 
+    def keep_going(self, wanted: bool) -> bool:
+        """Whether every process runs another step. Each process checks its own clock; one that
+        stopped a step early would leave the others waiting in DDP's all-reduce for ever, so the
+        processes stop together as soon as any one wants to."""
+        if self.world_size == 1:
+            return wanted
+        stop = torch.tensor([0 if wanted else 1], device=self.device)
+        dist.all_reduce(stop, op=dist.ReduceOp.MAX)
+        return int(stop.item()) == 0
+
+    def finish(self) -> None:
+        """Leave the process group (torch warns, and may leak, when a process exits inside one)."""
+        if self.world_size > 1:
+            dist.destroy_process_group()
+
 
 def setup_distributed() -> Distributed:
     """One process per GPU under torchrun (RANK/WORLD_SIZE set; NCCL), or per CPU process where

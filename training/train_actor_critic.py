@@ -223,7 +223,7 @@ def main() -> None:
     workers = max(1, min(cfg.batch, (os.cpu_count() or 1) // max(env.world_size, 1)))
     pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
     deadline = time.monotonic() + args.minutes * 60
-    while iteration < args.max_iterations and time.monotonic() < deadline:
+    while env.keep_going(iteration < args.max_iterations and time.monotonic() < deadline):
         music_np = sample_music(rng, songs, frames, cfg.batch)
         music = torch.from_numpy(music_np).to(env.device)
         upper, lower = rollout(gpt, music, cfg.rollout_steps)
@@ -262,6 +262,7 @@ def main() -> None:
     save()
     if pool is not None:
         pool.close()
+    env.finish()
 
 
 if __name__ == "__main__":

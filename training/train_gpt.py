@@ -154,7 +154,7 @@ def main() -> None:
     best_path = args.out / "gpt.safetensors"
     best = float(read_checkpoint(best_path)[2].get("held_out_loss", "inf")) if best_path.exists() else float("inf")
     deadline = time.monotonic() + args.minutes * 60
-    while step < args.max_steps and time.monotonic() < deadline:
+    while env.keep_going(step < args.max_steps and time.monotonic() < deadline):
         gpt.train()
         music, upper, lower = (
             t.to(env.device) for t in sample_batch(rng, train, cfg.steps_per_window, cfg.batch, per_token)
@@ -185,6 +185,7 @@ def main() -> None:
         save_train_state(state_path, step, gpt, optimiser)
         if not best_path.exists():
             save_checkpoint(best_path, {"gpt": gpt}, {"gpt": gpt.cfg}, extra={"steps": str(step)})
+    env.finish()
 
 
 if __name__ == "__main__":

@@ -112,7 +112,7 @@ def main() -> None:
     logger = Logger(args.out / "log.jsonl", env.main)
     deadline = time.monotonic() + args.minutes * 60
     vqvae.train()
-    while step < args.max_steps and time.monotonic() < deadline:
+    while env.keep_going(step < args.max_steps and time.monotonic() < deadline):
         upper, lower = (
             torch.from_numpy(a).to(env.device)
             for a in sample_windows(rng, [data.upper, data.lower], train, cfg.window, cfg.batch)
@@ -148,6 +148,7 @@ def main() -> None:
             )
             _, parts = losses(vqvae, upper, lower, cfg, vqvae)
         logger.log(step, **{f"held_out_{k}": v for k, v in parts.items()})
+    env.finish()
 
 
 if __name__ == "__main__":
