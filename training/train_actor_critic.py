@@ -161,12 +161,18 @@ def main() -> None:
     parser.add_argument("--rollout-steps", type=int, default=defaults.rollout_steps)
     parser.add_argument("--critic-warmup", type=int, default=defaults.critic_warmup)
     parser.add_argument("--hit-weight", type=float, default=defaults.reward.hit, help="reward per music beat hit")
+    parser.add_argument(
+        "--kl-weight", type=float, default=defaults.kl_weight, help="charge per step on the policy's drift from the GPT"
+    )
+    parser.add_argument("--actor-learning-rate", type=float, default=defaults.actor_learning_rate)
     args = parser.parse_args()
     cfg = dataclasses.replace(
         defaults,
         batch=args.batch,
         rollout_steps=args.rollout_steps,
         critic_warmup=args.critic_warmup,
+        kl_weight=args.kl_weight,
+        actor_learning_rate=args.actor_learning_rate,
         reward=dataclasses.replace(defaults.reward, hit=args.hit_weight),
     )
     env = setup_distributed()
