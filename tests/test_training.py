@@ -117,6 +117,30 @@ def test_jitter_and_stillness_are_penalised() -> None:
     assert still_parts["frozen_share"] == 1.0 and still_reward.mean() <= -1
 
 
+def test_a_short_pause_is_not_charged_as_slow_but_sustained_slowness_is() -> None:
+    from training.beat_reward import RewardWeights, step_rewards
+
+    def gliding(speeds_m_s: np.ndarray) -> np.ndarray:
+        """(F,) speeds -> (F, 24, 3) a body sliding along X at those speeds, 30 fps."""
+        travel = np.concatenate([[0.0], np.cumsum(speeds_m_s[1:] / 30.0)])
+        body = np.random.default_rng(1).normal(0.0, 0.3, (1, 24, 3)) + np.array([0.0, 1.0, 0.0])
+        return body + travel[:, None, None] * np.array([1.0, 0.0, 0.0])
+
+    frames = 240
+    beats = np.zeros(frames, dtype=bool)
+    only_slow = RewardWeights(hit=0.0, offbeat=0.0, jerk=0.0, skating=0.0, frozen=0.0)
+    pause = np.full(frames, 0.9)
+    pause[120:135] = 0.3  # half a second
+    sustained = np.full(frames, 0.9)
+    sustained[60:180] = 0.3  # four seconds
+    pause_reward, _ = step_rewards(gliding(pause), beats, 4, only_slow)
+    sustained_reward, _ = step_rewards(gliding(sustained), beats, 4, only_slow)
+    assert pause_reward.min() == 0.0
+    assert sustained_reward[25:35].max() < -0.4  # 1 - 0.3 / 0.6 at the middle of the slow stretch
+    per_step, _ = step_rewards(gliding(pause), beats, 4, RewardWeights(**{**vars(only_slow), "slow_window_s": 0.0}))
+    assert per_step[30:33].max() < -0.4  # the old charge, per step, would have paid for the pause
+
+
 @pytest.mark.slow
 def test_actor_critic_runs_resumes_and_writes_a_gpt(tmp_path: Path) -> None:
     weights = REPO / "models" / "weights" / "generator.safetensors"
