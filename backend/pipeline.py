@@ -148,6 +148,14 @@ def keep_on_stage(root_translation: np.ndarray, fps: float, radius_m: float) -> 
     return kept
 
 
+def settle_root(joint_rotations: np.ndarray, root_translation: np.ndarray, stage_radius_m: float) -> np.ndarray:
+    """(T, 24, 3, 3), (T, 3) at FPS -> the root path as generation leaves it: feet planted
+    (PLANT_PASSES passes), then kept on stage (``keep_on_stage``; 0: not)."""
+    for _ in range(PLANT_PASSES):
+        root_translation = plant_feet(joint_rotations, root_translation)
+    return keep_on_stage(root_translation, FPS, stage_radius_m)
+
+
 def generate(
     audio: str | Path | MusicFeatures,
     generator: DanceGenerator,
@@ -194,9 +202,7 @@ def generate(
     report("rotations", 0.0)
     upper, lower = generator.decode(upper_tokens, lower_tokens)
     rotations, translation = decode_motion(upper[: music.num_frames], lower[: music.num_frames])
-    for _ in range(PLANT_PASSES):
-        translation = plant_feet(rotations, translation)
-    translation = keep_on_stage(translation, FPS, stage_radius_m)
+    translation = settle_root(rotations, translation, stage_radius_m)
     num_frames = max(1, round(music.duration_s * fps))
     if fps != FPS:
         rotations, translation = resample(rotations, translation, FPS, fps, num_frames)

@@ -357,3 +357,27 @@ def test_the_bandai_namco_dance_fits_smpl() -> None:
     result = fit_bvh(motion, BANDAI_JOINTS, config=FitConfig(iterations=300))
     assert result.joint_rotations.shape == (90, 24, 3, 3)
     assert result.mean_error < 0.05  # metres, over the 20 mapped joints
+
+
+def test_reference_scores_read_the_right_captures_and_keep_whole_tokens(tmp_path: Path) -> None:
+    from models.vqvae import MotionVQVAE, VQVAEConfig
+    from training.reference_scores import capture_streams, through_vqvae
+
+    lengths = [10, 10, 7]  # dance 0, its mirrored copy, the held-out dance 1
+    marks = np.repeat([0.0, 1.0, 2.0], lengths)[:, None]
+    path = tmp_path / "dataset.npz"
+    np.savez(
+        path,
+        names=np.array(["a", "a", "b"]),
+        held_out=np.array([False, False, True]),
+        mirrored=np.array([False, True, False]),
+        lengths=np.array(lengths),
+        upper=np.repeat(marks, 90, axis=1).astype(np.float16),
+        lower=np.repeat(marks, 58, axis=1).astype(np.float16),
+    )
+    (held,) = capture_streams(path, held_out=True)
+    (trained,) = capture_streams(path, held_out=False)
+    assert held[0].shape == (7, 90) and held[1].shape == (7, 58) and np.all(held[0] == 2.0)
+    assert trained[0].shape == (10, 90) and np.all(trained[1] == 0.0)
+    upper, lower = through_vqvae(MotionVQVAE(VQVAEConfig()).eval(), *held)
+    assert upper.shape == (4, 90) and lower.shape == (4, 58)  # 7 frames hold one whole 4-frame token
