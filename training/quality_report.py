@@ -10,7 +10,9 @@ Two song sets:
 - **unseen songs** (``--songs``; no ground truth).
 Methods: the model (``--model``), the GPT without the actor-critic stage (``--without-critic``),
 and retrieval: for every 8-s stretch of the song, the training capture's stretch whose music
-features are nearest, laid end to end with the root carried over.
+features are nearest, laid end to end with the root carried over. The models' dances are made
+as the product makes them, held within ``--stage-radius`` of their start (0: not held; the
+retrieval and the captures never are).
 
 Per dance: BAS, BAS 2D (X-Dancer's: on the joints projected as the 2D pose pass's default
 camera sees them), joint speed, jerk, foot skating, PFC, ground penetration, the longest frozen
@@ -31,7 +33,7 @@ import numpy as np
 from backend.generator import DanceGenerator
 from backend.motion_representation import decode_motion
 from backend.music_features import FPS, MusicFeatures, song_features
-from backend.pipeline import floor_height, generate
+from backend.pipeline import STAGE_RADIUS_M, floor_height, generate
 from backend.sampling import SamplingConfig
 from bailando_blender.projection import FRAMING_SENSOR_MM, POSE_PASS_SIZE, CameraModel, framing_camera, project
 from bailando_blender.skeleton import forward_kinematics, points_to_blender, quaternion_to_matrix
@@ -141,8 +143,15 @@ def retrieval_dance(music: np.ndarray, captures: Captures) -> Motion:
     return Motion(np.concatenate(rotations), np.concatenate(positions))
 
 
-def generated_dance(generator: DanceGenerator, music: MusicFeatures, seed: int, temperature: float = 1.0) -> Motion:
-    dance = generate(music, generator, SamplingConfig(seed=seed, temperature=temperature))
+def generated_dance(
+    generator: DanceGenerator,
+    music: MusicFeatures,
+    seed: int,
+    temperature: float = 1.0,
+    stage_radius_m: float = STAGE_RADIUS_M,
+) -> Motion:
+    sampling = SamplingConfig(seed=seed, temperature=temperature)
+    dance = generate(music, generator, sampling, stage_radius_m=stage_radius_m)
     return motion_from(quaternion_to_matrix(dance.joint_rotations), dance.root_translation)
 
 
@@ -191,6 +200,12 @@ def main() -> None:
     parser.add_argument(
         "--temperatures", type=float, nargs="+", default=[], help="also our model at these sampling temperatures"
     )
+    parser.add_argument(
+        "--stage-radius",
+        type=float,
+        default=STAGE_RADIUS_M,
+        help="metres the generated dances are held within, as the product does (0: where the generator takes them)",
+    )
     args = parser.parse_args()
 
     captures = load_captures(args.dataset)
@@ -222,7 +237,7 @@ def main() -> None:
             motions[method], rows[method] = [], []
             for name, music in pieces:
                 for seed in args.seeds:
-                    motion = generated_dance(generator, music, seed, temperature)
+                    motion = generated_dance(generator, music, seed, temperature, args.stage_radius)
                     motions[method].append(motion)
                     rows[method].append(dance_row(motion, music.beat_times))
                     print(f"{title}: {method} {name} seed {seed}: bas {rows[method][-1]['bas']:.3f}", flush=True)
