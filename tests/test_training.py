@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -137,7 +138,7 @@ def test_a_short_pause_is_not_charged_as_slow_but_sustained_slowness_is() -> Non
     sustained_reward, _ = step_rewards(gliding(sustained), beats, 4, only_slow)
     assert pause_reward.min() == 0.0
     assert sustained_reward[25:35].max() < -0.4  # 1 - 0.3 / 0.6 at the middle of the slow stretch
-    per_step, _ = step_rewards(gliding(pause), beats, 4, RewardWeights(**{**vars(only_slow), "slow_window_s": 0.0}))
+    per_step, _ = step_rewards(gliding(pause), beats, 4, dataclasses.replace(only_slow, slow_window_s=0.0))
     assert per_step[30:33].max() < -0.4  # the old charge, per step, would have paid for the pause
 
 
@@ -359,12 +360,14 @@ def test_the_bandai_namco_dance_fits_smpl() -> None:
     assert result.mean_error < 0.05  # metres, over the 20 mapped joints
 
 
-def test_reference_scores_read_the_right_captures_and_keep_whole_tokens(tmp_path: Path) -> None:
+def test_captures_are_read_without_mirrors_and_coded_in_whole_tokens(tmp_path: Path) -> None:
+    from backend.motion_representation import encode_motion
     from models.vqvae import MotionVQVAE, VQVAEConfig
-    from training.reference_scores import capture_streams, through_vqvae
+    from training.quality_report import load_captures
+    from training.reference_scores import through_vqvae
 
     lengths = [10, 10, 7]  # dance 0, its mirrored copy, the held-out dance 1
-    marks = np.repeat([0.0, 1.0, 2.0], lengths)[:, None]
+    dances = [encode_motion(*known_dance(frames)) for frames in lengths]
     path = tmp_path / "dataset.npz"
     np.savez(
         path,
@@ -372,12 +375,15 @@ def test_reference_scores_read_the_right_captures_and_keep_whole_tokens(tmp_path
         held_out=np.array([False, False, True]),
         mirrored=np.array([False, True, False]),
         lengths=np.array(lengths),
-        upper=np.repeat(marks, 90, axis=1).astype(np.float16),
-        lower=np.repeat(marks, 58, axis=1).astype(np.float16),
+        upper=np.concatenate([upper for upper, _ in dances]).astype(np.float16),
+        lower=np.concatenate([lower for _, lower in dances]).astype(np.float16),
+        features=np.repeat([0.0, 1.0, 2.0], lengths)[:, None].repeat(57, axis=1).astype(np.float32),
     )
-    (held,) = capture_streams(path, held_out=True)
-    (trained,) = capture_streams(path, held_out=False)
-    assert held[0].shape == (7, 90) and held[1].shape == (7, 58) and np.all(held[0] == 2.0)
-    assert trained[0].shape == (10, 90) and np.all(trained[1] == 0.0)
+    captures = load_captures(path)
+    assert captures.names == ["a", "b"] and captures.held_out == [False, True]
+    trained, held = captures.streams
+    assert held[0].shape == (7, 90) and held[1].shape == (7, 58) and np.all(captures.features[1] == 2.0)
+    assert trained[0].shape == (10, 90) and np.all(captures.features[0] == 0.0)
+    assert captures.motions[1].positions.shape == (7, 24, 3)
     upper, lower = through_vqvae(MotionVQVAE(VQVAEConfig()).eval(), *held)
     assert upper.shape == (4, 90) and lower.shape == (4, 58)  # 7 frames hold one whole 4-frame token

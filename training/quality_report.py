@@ -87,26 +87,31 @@ def clips(motions: list[Motion]) -> list[np.ndarray]:
 
 @dataclass
 class Captures:
+    """Per capture: its name, whether it is held out, its motion, its music features (F, 57) and
+    its (upper, lower) motion vectors as stored, (F, 90) and (F, 58)."""
+
     names: list[str]
     held_out: list[bool]
     motions: list[Motion]
     features: list[np.ndarray]
+    streams: list[tuple[np.ndarray, np.ndarray]]
 
 
 def load_captures(path: Path) -> Captures:
     """The fitted captures (not their mirrored copies) from ``prepare_data fit``."""
     data = np.load(path)
     bounds = np.concatenate([[0], np.cumsum(data["lengths"])])
-    captures = Captures([], [], [], [])
+    captures = Captures([], [], [], [], [])
     for i, name in enumerate(data["names"]):
         if data["mirrored"][i]:
             continue
         rows = slice(bounds[i], bounds[i + 1])
-        rotations, translation = decode_motion(data["upper"][rows], data["lower"][rows])
+        upper, lower = data["upper"][rows], data["lower"][rows]
         captures.names.append(str(name))
         captures.held_out.append(bool(data["held_out"][i]))
-        captures.motions.append(motion_from(rotations, translation))
+        captures.motions.append(motion_from(*decode_motion(upper, lower)))
         captures.features.append(data["features"][rows].astype(np.float32))
+        captures.streams.append((upper, lower))
     return captures
 
 

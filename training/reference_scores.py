@@ -30,19 +30,7 @@ from models.checkpoint import read_checkpoint, restore_network
 from models.vqvae import MotionVQVAE, VQVAEConfig
 
 from . import dance_features
-from .quality_report import Motion, clips, motion_from
-
-
-def capture_streams(path: Path, held_out: bool) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(upper, lower) motion vectors of the held-out or the training captures from
-    ``prepare_data fit`` (no mirrored copies)."""
-    data = np.load(path)
-    bounds = np.concatenate([[0], np.cumsum(data["lengths"])])
-    chosen = [i for i in range(len(data["names"])) if data["held_out"][i] == held_out and not data["mirrored"][i]]
-    return [
-        tuple(data[stream][bounds[i] : bounds[i + 1]].astype(np.float32) for stream in ("upper", "lower"))
-        for i in chosen
-    ]
+from .quality_report import Motion, clips, load_captures, motion_from
 
 
 @torch.inference_mode()
@@ -50,7 +38,7 @@ def through_vqvae(vqvae: MotionVQVAE, upper: np.ndarray, lower: np.ndarray) -> t
     """Motion vectors -> tokens -> motion vectors (the length cut to whole tokens)."""
     usable = len(upper) // vqvae.cfg.frames_per_token * vqvae.cfg.frames_per_token
     upper_tokens, lower_tokens = vqvae.encode(
-        torch.from_numpy(upper[:usable])[None], torch.from_numpy(lower[:usable])[None]
+        *(torch.from_numpy(stream[:usable].astype(np.float32))[None] for stream in (upper, lower))
     )
     decoded_upper, decoded_lower = vqvae.decode(upper_tokens, lower_tokens)
     return decoded_upper[0].numpy(), decoded_lower[0].numpy()
@@ -70,13 +58,14 @@ def main() -> None:
 
     configs, tensors, _ = read_checkpoint(args.generator)
     vqvae = restore_network(configs, tensors, "vqvae", VQVAEConfig, MotionVQVAE, str(args.generator)).eval()
-    held = capture_streams(args.dataset, held_out=True)
-    real = clips([motion_from(*decode_motion(*streams)) for streams in held])
+    captures = load_captures(args.dataset)
+    held = [streams for streams, held_out in zip(captures.streams, captures.held_out, strict=True) if held_out]
+    real = clips([motion for motion, held_out in zip(captures.motions, captures.held_out, strict=True) if held_out])
     coded = [through_vqvae(vqvae, *streams) for streams in held]
     radius = args.stage_radius
     rows = {
         "training captures (other songs)": [
-            motion_from(*decode_motion(*streams)) for streams in capture_streams(args.dataset, held_out=False)
+            motion for motion, held_out in zip(captures.motions, captures.held_out, strict=True) if not held_out
         ],
         "held-out captures, feet planted": [settled(streams, 0.0) for streams in held],
         f"held-out captures, feet planted, stage radius {radius:g} m": [settled(streams, radius) for streams in held],
