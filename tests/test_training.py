@@ -142,6 +142,34 @@ def test_a_short_pause_is_not_charged_as_slow_but_sustained_slowness_is() -> Non
     assert per_step[30:33].max() < -0.4  # the old charge, per step, would have paid for the pause
 
 
+def test_the_entropy_bonus_widens_the_policy() -> None:
+    """token_log_probs' entropy is the two heads' Categorical entropies, and a step on the
+    bonus alone (advantage zero) raises it."""
+    import torch
+
+    from models.gpt import GPTConfig, MotionGPT
+    from training.train_actor_critic import token_log_probs
+
+    torch.manual_seed(0)
+    cfg = GPTConfig(d_model=32, num_layers=1, num_heads=2, context_steps=4, num_upper_codes=16, num_lower_codes=16)
+    gpt = MotionGPT(cfg).eval()
+    music = torch.randn(3, 8 * cfg.frames_per_token, cfg.music_dim)
+    upper, lower = torch.randint(0, 16, (3, 8)), torch.randint(0, 16, (3, 8))
+    log_probs, entropy = token_log_probs(gpt, music, upper, lower)
+    upper_logits, lower_logits = gpt(music, upper, lower)
+    expected = (
+        torch.distributions.Categorical(logits=upper_logits).entropy()
+        + torch.distributions.Categorical(logits=lower_logits).entropy()
+    )
+    assert log_probs.shape == entropy.shape == (3, 8)
+    assert torch.allclose(entropy, expected, atol=1e-5)
+    optimiser = torch.optim.SGD(gpt.parameters(), lr=0.5)
+    (-entropy.mean()).backward()
+    optimiser.step()
+    with torch.no_grad():
+        assert token_log_probs(gpt, music, upper, lower)[1].mean() > entropy.mean() + 1e-3
+
+
 @pytest.mark.slow
 def test_actor_critic_runs_resumes_and_writes_a_gpt(tmp_path: Path) -> None:
     weights = REPO / "models" / "weights" / "generator.safetensors"

@@ -9,7 +9,8 @@ train on takes part: the training captures' songs and the music-only songs of
 the GPT (the actor) on random stretches of music, decodes them with the frozen VQ-VAE,
 scores every token step, and moves the actor along the advantage (discounted return minus
 the critic's value) with a KL penalty to the starting policy, which keeps the moves close
-to the captures'. The critic is trained alone first. Resumes from ``<out>/train_state.pt``;
+to the captures', and an optional bonus on the policy's entropy, which keeps them varied.
+The critic is trained alone first. Resumes from ``<out>/train_state.pt``;
 writes ``<out>/gpt.safetensors`` for ``training.export``.
 """
 
@@ -53,6 +54,9 @@ class ActorCriticConfig:
     critic_warmup: int = 40  # iterations training the critic alone
     gamma: float = 0.9  # per token step (133 ms): credit reaches about a second ahead
     kl_weight: float = 0.05  # per step, on log pi(a) - log pi_ref(a) of the sampled tokens
+    # Bonus on the entropy (nats, both heads) of the policy at each step, in units of the
+    # normalised advantage: the beat reward alone narrows the policy to a few moves that hit.
+    entropy_weight: float = 0.0
     log_every: int = 10
     save_every: int = 50
     reward: RewardWeights = field(default_factory=RewardWeights)
@@ -95,12 +99,16 @@ def rollout(gpt: MotionGPT, music: torch.Tensor, steps: int) -> tuple[torch.Tens
 
 def token_log_probs(
     model: torch.nn.Module, music: torch.Tensor, upper: torch.Tensor, lower: torch.Tensor
-) -> torch.Tensor:
-    """(B, L) log pi(upper_t) + log pi(lower_t | upper_t) of the given tokens."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, L) log pi(upper_t) + log pi(lower_t | upper_t) of the given tokens, and (B, L) the
+    entropy in nats of those two distributions, summed."""
     upper_logits, lower_logits = model(music, upper, lower)
-    up = F.log_softmax(upper_logits.float(), dim=-1).gather(-1, upper[..., None])[..., 0]
-    down = F.log_softmax(lower_logits.float(), dim=-1).gather(-1, lower[..., None])[..., 0]
-    return up + down
+    up_all = F.log_softmax(upper_logits.float(), dim=-1)
+    down_all = F.log_softmax(lower_logits.float(), dim=-1)
+    up = up_all.gather(-1, upper[..., None])[..., 0]
+    down = down_all.gather(-1, lower[..., None])[..., 0]
+    entropy = -(up_all.exp() * up_all).sum(-1) - (down_all.exp() * down_all).sum(-1)
+    return up + down, entropy
 
 
 def score_one(task: tuple[np.ndarray, np.ndarray, np.ndarray, int, RewardWeights]) -> tuple[np.ndarray, dict]:
@@ -165,6 +173,12 @@ def main() -> None:
         "--kl-weight", type=float, default=defaults.kl_weight, help="charge per step on the policy's drift from the GPT"
     )
     parser.add_argument("--actor-learning-rate", type=float, default=defaults.actor_learning_rate)
+    parser.add_argument(
+        "--entropy-weight", type=float, default=defaults.entropy_weight, help="bonus on the policy's entropy per step"
+    )
+    parser.add_argument(
+        "--score-workers", type=int, default=0, help="processes scoring rollouts (default: the cores / GPUs)"
+    )
     args = parser.parse_args()
     cfg = dataclasses.replace(
         defaults,
@@ -173,6 +187,7 @@ def main() -> None:
         critic_warmup=args.critic_warmup,
         kl_weight=args.kl_weight,
         actor_learning_rate=args.actor_learning_rate,
+        entropy_weight=args.entropy_weight,
         reward=dataclasses.replace(defaults.reward, hit=args.hit_weight),
     )
     env = setup_distributed()
@@ -226,7 +241,8 @@ def main() -> None:
         )
 
     # Scoring decodes and measures every rollout on the CPU: spread it over the cores.
-    workers = max(1, min(cfg.batch, (os.cpu_count() or 1) // max(env.world_size, 1)))
+    workers = args.score_workers or (os.cpu_count() or 1) // max(env.world_size, 1)
+    workers = max(1, min(cfg.batch, workers))
     pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
     deadline = time.monotonic() + args.minutes * 60
     while env.keep_going(iteration < args.max_iterations and time.monotonic() < deadline):
@@ -239,9 +255,9 @@ def main() -> None:
         training_actor = iteration >= cfg.critic_warmup
         with torch.set_grad_enabled(training_actor):
             # Through DDP only when a backward follows, as DDP requires.
-            log_probs = token_log_probs(actor if training_actor else gpt, music, upper, lower)
+            log_probs, entropy = token_log_probs(actor if training_actor else gpt, music, upper, lower)
         with torch.no_grad():
-            kl = log_probs.detach() - token_log_probs(reference, music, upper, lower)
+            kl = log_probs.detach() - token_log_probs(reference, music, upper, lower)[0]
         returns = discounted_returns(rewards - cfg.kl_weight * kl, cfg.gamma)
         values = critic_values(critic_model, music, upper, lower)
         critic_loss = F.mse_loss(values, returns)
@@ -251,7 +267,7 @@ def main() -> None:
         if training_actor:
             advantage = returns - values.detach()
             advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-6)
-            actor_loss = -(advantage * log_probs).mean()
+            actor_loss = -(advantage * log_probs).mean() - cfg.entropy_weight * entropy.mean()
             optimiser_step(actor_optimiser, actor_loss, gpt.parameters(), MAX_GRAD_NORM)
         iteration += 1
         if iteration % cfg.log_every == 0:
@@ -259,6 +275,7 @@ def main() -> None:
                 iteration,
                 reward=float(rewards_np.mean()),
                 kl=float(kl.mean()),
+                entropy=float(entropy.detach().mean()),
                 critic_loss=critic_loss.item(),
                 actor_loss=actor_loss.item(),
                 **parts,
