@@ -20,6 +20,8 @@ and the networks small enough for a laptop's CPU.
 from __future__ import annotations
 
 import os
+import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +75,27 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("bailando_blender", appauthor=False))
 
 
+def numba_cache_key() -> str:
+    """A folder name per Python, numba, llvmlite, numpy and librosa version.
+
+    numba checks a cached function against its source file and its own version only, not the
+    numpy it was compiled against: a cache written by another environment, or by this one
+    while pip was still installing it (seen here: every later song crashed the process in
+    librosa's beat tracker), loads and crashes. Each environment keeps its own folder, and a
+    package without its metadata yet (mid-install) gets "none", so its cache is not reused.
+    """
+    from importlib import metadata
+
+    def version(package: str) -> str:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return "none"
+
+    packages = "-".join(f"{name}{version(name)}" for name in ("numba", "llvmlite", "numpy", "librosa"))
+    return f"py{sys.version_info.major}.{sys.version_info.minor}-{platform.machine()}-{packages}"
+
+
 def configure_numba_cache() -> None:
     """Point numba's on-disk cache at a persistent folder, before librosa is imported.
 
@@ -80,7 +103,7 @@ def configure_numba_cache() -> None:
     next process loads them instead.
     """
     if "NUMBA_CACHE_DIR" not in os.environ:
-        cache = default_cache_dir() / "numba"
+        cache = default_cache_dir() / "numba" / numba_cache_key()
         cache.mkdir(parents=True, exist_ok=True)
         os.environ["NUMBA_CACHE_DIR"] = str(cache)
 

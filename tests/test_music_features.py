@@ -131,3 +131,29 @@ def test_a_span_outside_the_song_is_refused(
 ) -> None:
     with pytest.raises(UserInputError, match=problem):
         load_song(click_song, mf.SAMPLE_RATE, start_s=start_s, end_s=end_s)
+
+
+def test_numba_cache_is_kept_per_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Machine code compiled against one numpy must never load under another (it crashes)."""
+    from importlib import metadata
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setattr(mf, "default_cache_dir", lambda: tmp_path)
+    here = mf.numba_cache_key()
+    assert f"numpy{np.__version__}" in here and "librosa" in here and "none" not in here
+    mf.configure_numba_cache()
+    assert Path(mf.os.environ["NUMBA_CACHE_DIR"]) == tmp_path / "numba" / here
+    assert (tmp_path / "numba" / here).is_dir()
+
+    real_version = metadata.version
+
+    def other_numpy(package: str) -> str:
+        if package == "numpy":
+            return "9.9.9"
+        if package == "llvmlite":
+            raise metadata.PackageNotFoundError(package)  # mid-install: no metadata yet
+        return real_version(package)
+
+    monkeypatch.setattr(metadata, "version", other_numpy)
+    other = mf.numba_cache_key()
+    assert other != here and "numpy9.9.9" in other and "llvmlitenone" in other
