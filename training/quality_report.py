@@ -9,10 +9,10 @@ Two song sets:
   ``prepare_data fit``; the methods dance to the same music;
 - **unseen songs** (``--songs``; no ground truth).
 Methods: the model (``--model``), the GPT without the actor-critic stage (``--without-critic``),
-and retrieval: for every 8-s stretch of the song, the training capture's stretch whose music
-features are nearest, laid end to end with the root carried over. The models' dances are made
-as the product makes them, held within ``--stage-radius`` of their start (0: not held; the
-retrieval and the captures never are).
+any candidates (``--also``, each named by its file), and retrieval: for every 8-s stretch of
+the song, the training capture's stretch whose music features are nearest, laid end to end
+with the root carried over. The models' dances are made as the product makes them, held
+within ``--stage-radius`` of their start (0: not held; the retrieval and the captures never are).
 
 Per dance: BAS, BAS 2D (X-Dancer's: on the joints projected as the 2D pose pass's default
 camera sees them), joint speed, jerk, foot skating, PFC, ground penetration, the longest frozen
@@ -199,6 +199,9 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, required=True, help="prepare_data fit output (captures)")
     parser.add_argument("--model", type=Path, default=None, help="generator checkpoint (default: the shipped one)")
     parser.add_argument("--without-critic", type=Path, required=True, help="the generator before the critic stage")
+    parser.add_argument(
+        "--also", type=Path, nargs="*", default=[], help="more generators (candidates), each named by its file"
+    )
     parser.add_argument("--songs", type=Path, nargs="*", default=[])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--out", type=Path, default=None, help="write every number as JSON")
@@ -222,6 +225,7 @@ def main() -> None:
         "ours": (ours, 1.0),
         **{f"ours, temperature {t:g}": (ours, t) for t in args.temperatures},
         "without critic": (DanceGenerator.load(args.without_critic, "cpu"), 1.0),
+        **{path.stem: (DanceGenerator.load(path, "cpu"), 1.0) for path in args.also},
     }
     song_sets = {
         "held-out Tang songs": [(captures.names[k], features_as_music(captures.features[k])) for k in held],
