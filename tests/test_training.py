@@ -415,3 +415,43 @@ def test_captures_are_read_without_mirrors_and_coded_in_whole_tokens(tmp_path: P
     assert captures.motions[1].positions.shape == (7, 24, 3)
     upper, lower = through_vqvae(MotionVQVAE(VQVAEConfig()).eval(), *held)
     assert upper.shape == (4, 90) and lower.shape == (4, 58)  # 7 frames hold one whole 4-frame token
+
+
+def test_export_interpolates_between_the_gpt_and_the_finetuned_policy(tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    from models.checkpoint import read_checkpoint, save_checkpoint
+    from models.gpt import GPTConfig, MotionGPT
+    from models.vqvae import MotionVQVAE, VQVAEConfig
+    from training import export
+
+    torch.manual_seed(0)
+    cfg = GPTConfig(d_model=32, num_layers=1, num_heads=2, context_steps=4, num_upper_codes=16, num_lower_codes=16)
+    base, tuned = MotionGPT(cfg), MotionGPT(cfg)
+    vqvae = MotionVQVAE(VQVAEConfig(width=16, code_dim=8, num_codes=16, res_blocks=1))
+    save_checkpoint(tmp_path / "base.safetensors", {"vqvae": vqvae, "gpt": base}, {"vqvae": vqvae.cfg, "gpt": cfg})
+    save_checkpoint(tmp_path / "tuned.safetensors", {"gpt": tuned}, {"gpt": cfg}, extra={"ac_iterations": "7"})
+
+    def run(*extra: str) -> dict[str, torch.Tensor]:
+        out = tmp_path / "out.safetensors"
+        argv = ["export", "--vqvae", str(tmp_path / "base.safetensors"), "--gpt", str(tmp_path / "tuned.safetensors")]
+        monkeypatch.setattr("sys.argv", [*argv, "--out", str(out), *extra])
+        export.main()
+        _, tensors, metadata = read_checkpoint(out)
+        assert metadata["gpt_ac_iterations"] == "7"
+        return tensors["gpt"]
+
+    key = "head.weight" if "head.weight" in base.state_dict() else next(iter(base.state_dict()))
+    b, t = base.state_dict()[key], tuned.state_dict()[key]
+    assert torch.allclose(run()[key], t.half().float())
+    quarter = run("--base-gpt", str(tmp_path / "base.safetensors"), "--critic-share", "0.25")[key]
+    assert torch.allclose(quarter, (0.75 * b + 0.25 * t).half().float(), atol=1e-3)
+    nothing = run("--base-gpt", str(tmp_path / "base.safetensors"), "--critic-share", "0")[key]
+    assert torch.allclose(nothing, b.half().float())
+    save_checkpoint(tmp_path / "vqvae.safetensors", {"vqvae": vqvae}, {"vqvae": vqvae.cfg})
+    with pytest.raises(SystemExit, match="has no network 'gpt'"):
+        run("--base-gpt", str(tmp_path / "vqvae.safetensors"))
+    wider = GPTConfig(d_model=64, num_layers=1, num_heads=2, context_steps=4, num_upper_codes=16, num_lower_codes=16)
+    save_checkpoint(tmp_path / "wider.safetensors", {"gpt": MotionGPT(wider)}, {"gpt": wider})
+    with pytest.raises(SystemExit, match="differ in shape"):
+        run("--base-gpt", str(tmp_path / "wider.safetensors"))
