@@ -2,7 +2,8 @@
 
 ``plan_job`` reads the scene and settings (nothing changes yet), the backend writes the
 dance to a scratch NPZ, and ``apply_dance`` builds the whole new action before it touches
-the scene, so a failure at any step leaves the scene as it was.
+the scene, so a failure at any step (or a cancel during a Rigify rig's bake, which the modal
+operator runs a slice a timer tick through ``apply_dance_steps``) leaves the scene as it was.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,15 +195,15 @@ def fit_length(values: np.ndarray, num_frames: int) -> np.ndarray:
     return np.concatenate([values, np.repeat(values[-1:], num_frames - len(values), axis=0)])
 
 
-def rigify_channels(
+def rigify_channel_steps(
     context: bpy.types.Context,
     rig: bpy.types.Object,
     joint_rotations: np.ndarray,
     root_translation: np.ndarray,
     first_frame: int,
-) -> list:
+) -> Generator[float, None, list]:
     """Channels of a generated Rigify rig's FK controls: the dance retargeted onto a helper laid
-    out as its meta-rig, then baked onto the controls (see ``rigify_rig``)."""
+    out as its meta-rig, then baked onto the controls, a slice at a time (see ``rigify_rig``)."""
     helper = rigify_rig.build_helper(rig, context.collection or context.scene.collection)
     try:
         action, slot = build_action(
@@ -211,14 +212,21 @@ def rigify_channels(
         for pose_bone in helper.pose.bones:
             pose_bone.rotation_mode = "QUATERNION"
         assign_action(helper, action, slot)
-        return rigify_rig.baked_channels(context, rig, helper, first_frame, len(joint_rotations))
+        return (yield from rigify_rig.bake_steps(context, rig, helper, first_frame, len(joint_rotations)))
     finally:
         rigify_rig.remove_helper(helper)
 
 
-def apply_dance(context: bpy.types.Context, plan: JobPlan, dance: DanceArrays) -> bpy.types.Object:
-    """Key the dance onto the plan's armature (built here for a new dancer) as one new action."""
+def apply_dance_steps(
+    context: bpy.types.Context, plan: JobPlan, dance: DanceArrays
+) -> Generator[float, None, bpy.types.Object]:
+    """Key the dance onto the plan's armature (built here for a new dancer) as one new action.
+
+    A generator: a generated Rigify rig's bake yields its progress (0-1) between slices, for
+    the modal operator; every other rig is keyed without a yield. The scene changes only after
+    the last slice, so closing the generator early leaves it as it was."""
     scene = context.scene
+    collection = context.collection or scene.collection
     span = plan.span
     num_frames = span.num_frames if span.num_frames is not None else len(dance.joint_rotations)
     if plan.target is None:
@@ -231,12 +239,12 @@ def apply_dance(context: bpy.types.Context, plan: JobPlan, dance: DanceArrays) -
             raise DanceError(f"Dancer: {error}") from None
     built = rig is None
     if built:
-        rig = dancer_rig.build_dancer(context.collection or scene.collection, body=dance.body)
+        rig = dancer_rig.build_dancer(collection, body=dance.body)
     try:
         rotations = fit_length(dance.joint_rotations, num_frames)
         translation = fit_length(dance.root_translation, num_frames)
         if rigify_rig.is_generated_rig(rig):
-            channels = rigify_channels(context, rig, rotations, translation, span.first_frame)
+            channels = yield from rigify_channel_steps(context, rig, rotations, translation, span.first_frame)
         else:
             channels = dance_channels(rig, rotations, translation)
         name = f"Dance {span.strip or os.path.basename(span.path)} seed {plan.seed}"
@@ -264,13 +272,21 @@ def apply_dance(context: bpy.types.Context, plan: JobPlan, dance: DanceArrays) -
     return rig
 
 
+def apply_dance(context: bpy.types.Context, plan: JobPlan, dance: DanceArrays) -> bpy.types.Object:
+    """``apply_dance_steps`` in one go (background mode, the batch CLI, benchmarks, tests)."""
+    return rigify_rig.run_steps(apply_dance_steps(context, plan, dance))
+
+
+def arrays_plan(dance: DanceArrays, target: str, first_frame: int = 1) -> JobPlan:
+    """The plan that keys dance arrays already in hand onto the armature named ``target`` from
+    ``first_frame`` (no backend, no song strip, no beat markers)."""
+    span = AudioSpan("arrays", 0.0, None, first_frame, len(dance.joint_rotations), dance.fps, "arrays")
+    return JobPlan(span, target, seed=0, temperature=1.0, top_k=0, beat_markers=False, scratch_dir="")
+
+
 def key_arrays(context: bpy.types.Context, dance: DanceArrays, target: str, first_frame: int = 1) -> bpy.types.Object:
-    """Key dance arrays already in hand onto the armature named ``target`` from ``first_frame``
-    (no backend, no song strip, no beat markers): benchmarks, figures, tests."""
-    frames = len(dance.joint_rotations)
-    span = AudioSpan("arrays", 0.0, None, first_frame, frames, dance.fps, "arrays")
-    plan = JobPlan(span, target, seed=0, temperature=1.0, top_k=0, beat_markers=False, scratch_dir="")
-    return apply_dance(context, plan, dance)
+    """Key dance arrays already in hand onto ``target`` (``arrays_plan``): benchmarks, figures, tests."""
+    return apply_dance(context, arrays_plan(dance, target, first_frame), dance)
 
 
 def mark_beats(scene: bpy.types.Scene, beat_times: np.ndarray, first_frame: int, num_frames: int, fps: float) -> None:
@@ -284,12 +300,20 @@ def mark_beats(scene: bpy.types.Scene, beat_times: np.ndarray, first_frame: int,
             scene.timeline_markers.new(f"{BEAT_MARKER_PREFIX}{number}", frame=frame)
 
 
-def finish_job(context: bpy.types.Context, plan: JobPlan, result: dict[str, Any]) -> bpy.types.Object:
-    """Read the backend's result for ``plan`` and apply it; the scratch folder goes either way."""
+def finish_job_steps(
+    context: bpy.types.Context, plan: JobPlan, result: dict[str, Any]
+) -> Generator[float, None, bpy.types.Object]:
+    """Read the backend's result for ``plan`` and apply it, stepwise (``apply_dance_steps``); the
+    scratch folder goes either way, also when the generator is closed early."""
     try:
-        return apply_dance(context, plan, read_dance(str(result.get("out", plan.out_path)), plan.span.fps))
+        dance = read_dance(str(result.get("out", plan.out_path)), plan.span.fps)
+        return (yield from apply_dance_steps(context, plan, dance))
     finally:
         plan.clean_up()
+
+
+def finish_job(context: bpy.types.Context, plan: JobPlan, result: dict[str, Any]) -> bpy.types.Object:
+    return rigify_rig.run_steps(finish_job_steps(context, plan, result))
 
 
 def run_blocking(

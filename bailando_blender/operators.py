@@ -91,6 +91,7 @@ class BAILANDO_OT_generate_dance(bpy.types.Operator):
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         self.job: str | None = None
+        self.keying = None  # finish_job_steps once the backend's dance is in: keyed a slice a tick
         state.running, state.cancel_requested = True, False
         self.timer = context.window_manager.event_timer_add(TIMER_INTERVAL_S, window=context.window)
         context.window_manager.modal_handler_add(self)
@@ -103,7 +104,9 @@ class BAILANDO_OT_generate_dance(bpy.types.Operator):
         if event.type == "ESC" and event.value == "PRESS":
             state.cancel_requested = True
         if event.type != "TIMER":
-            return {"PASS_THROUGH"}
+            # While a Rigify rig is baked the scene is mid-change (constraints, a helper rig):
+            # the UI draws, but only ESC gets through.
+            return {"PASS_THROUGH"} if self.keying is None else {"RUNNING_MODAL"}
         try:
             return self.step(context, state)
         except generation.DanceError as error:
@@ -115,6 +118,8 @@ class BAILANDO_OT_generate_dance(bpy.types.Operator):
         backend = self.backend
         backend.poll()
         if state.cancel_requested:
+            if self.keying is not None:
+                self.keying.close()  # the bake puts the rig back; nothing was keyed yet
             if self.job is not None and backend.alive() and not backend.jobs[self.job].done:
                 backend.cancel(self.job)
             return self.stop(context, "Cancelled", failed=False, cancelled=True)
@@ -138,11 +143,22 @@ class BAILANDO_OT_generate_dance(bpy.types.Operator):
             return self.stop(context, "Cancelled", failed=False, cancelled=True)
         if job.error is not None or job.result is None:
             raise generation.DanceError(job.error or "the backend gave no result")
-        rig = generation.finish_job(context, self.plan, job.result)
-        return self.stop(context, f"Keyed {job.result.get('frames', '?')} frames on {rig.name}", failed=False)
+        if self.keying is None:
+            self.keying = generation.finish_job_steps(context, self.plan, job.result)
+        try:
+            fraction = next(self.keying)
+        except StopIteration as done:
+            rig = done.value
+            return self.stop(context, f"Keyed {job.result.get('frames', '?')} frames on {rig.name}", failed=False)
+        state.progress, state.stage = fraction, "baking onto the Rigify controls (ESC cancels)"
+        context.window_manager.progress_update(fraction)
+        redraw_panels(context)
+        return {"RUNNING_MODAL"}
 
     def stop(self, context: bpy.types.Context, message: str, failed: bool, cancelled: bool = False) -> set[str]:
         state = job_state(context)
+        if self.keying is not None:
+            self.keying.close()
         context.window_manager.event_timer_remove(self.timer)
         context.window_manager.progress_end()
         self.plan.clean_up()

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import bpy
 import numpy as np
@@ -62,8 +64,12 @@ ROOT_CONTROL = "torso"
 # Pose bones holding each limb's IK/FK switch (a custom property; 1 = FK).
 FK_SWITCH_BONES = tuple(f"{bone}.{side}" for bone in ("upper_arm_parent", "thigh_parent") for side in SIDES)
 FK_SWITCH = "IK_FK"
-PROGRESS_EVERY = 50  # frames between progress updates of the bake
+# Seconds of baking between two yields: a modal operator bakes one slice a timer tick (0.1 s),
+# so the UI redraws and takes ESC about ten times a second.
+BAKE_SLICE_S = 0.1
 CHAIN_NAME = re.compile(r"^(?P<base>.+)\.(?P<number>\d{3})$")  # Rigify chains: spine, spine.001, ...
+
+T = TypeVar("T")
 
 
 def is_generated_rig(obj: bpy.types.Object | None) -> bool:
@@ -205,16 +211,24 @@ def restore_state(rig: bpy.types.Object, state: SavedState) -> None:
         bone.location, bone.rotation_quaternion, bone.rotation_euler = location, quaternion, euler
 
 
-def baked_channels(
+def bake_steps(
     context: bpy.types.Context,
     rig: bpy.types.Object,
     helper: bpy.types.Object,
     first_frame: int,
     num_frames: int,
-) -> list[Channel]:
+    slice_s: float | None = None,
+) -> Generator[float, None, list[Channel]]:
     """The rig's FK controls following the helper's keyed dance over ``num_frames`` frames from
-    ``first_frame``, as channels (the rig is left as it was)."""
-    scene = context.scene
+    ``first_frame``, as channels (the generator's return value); the rig is left as it was.
+
+    Yields the fraction baked after every ``slice_s`` (default ``BAKE_SLICE_S``) seconds of
+    work, so that a modal operator
+    can bake a slice a timer tick and keep the UI drawing and listening for ESC; closing the
+    generator early puts the rig back as it was too. ``context`` is read only at the start.
+    """
+    slice_s = BAKE_SLICE_S if slice_s is None else slice_s
+    scene, view_layer = context.scene, context.view_layer
     controls = [name for name in CONTROLS if name in rig.pose.bones and follower(name) in helper.data.bones]
     state = save_state(rig, controls)
     constraints = []
@@ -233,12 +247,9 @@ def baked_channels(
             follow.target, follow.subtarget = helper, follower(name)
             constraints.append((bone, follow))
         root = controls.index(ROOT_CONTROL)
-        # One scene update a frame (~6 ms for Rigify's human rig): the cursor shows the progress.
-        window_manager = context.window_manager
-        window_manager.progress_begin(0, num_frames)
+        # One scene update a frame (~6 ms for Rigify's human rig): minutes of music take seconds.
+        deadline = time.perf_counter() + slice_s
         for frame in visit_frames(scene, range(first_frame, first_frame + num_frames)):
-            if frame % PROGRESS_EVERY == 0:
-                window_manager.progress_update(frame)
             for index, name in enumerate(controls):
                 bone = rig.pose.bones[name]
                 local: Matrix = rig.convert_space(
@@ -247,15 +258,28 @@ def baked_channels(
                 rotations[frame, index] = local.to_quaternion()
                 if index == root:
                     location[frame] = local.to_translation()
+            if time.perf_counter() >= deadline and frame + 1 < num_frames:
+                yield (frame + 1) / num_frames
+                deadline = time.perf_counter() + slice_s
     finally:
-        context.window_manager.progress_end()
         for bone, follow in constraints:
             bone.constraints.remove(follow)
         restore_state(rig, state)
-        context.view_layer.update()  # the rig evaluated as it was again, at the scene's frame
+        view_layer.update()  # the rig evaluated as it was again, at the scene's frame
     rotations = make_quaternions_continuous(rotations)
     channels = pose_channels(controls, rotations, ROOT_CONTROL, location)
     channels += [
         Channel(f'pose.bones["{name}"]["{FK_SWITCH}"]', np.ones((num_frames, 1)), name) for name in state.switches
     ]
     return channels
+
+
+def run_steps(steps: Generator[float, None, T], progress: Callable[[float], None] | None = None) -> T:
+    """Run a stepwise job (``bake_steps`` and the jobs built on it) to its end, in one go."""
+    while True:
+        try:
+            fraction = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(fraction)

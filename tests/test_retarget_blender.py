@@ -198,6 +198,96 @@ def test_rigifys_generated_rig_dances_through_its_fk_controls(scene, tmp_path) -
     assert len(list((folder / "json").glob("*.json"))) == FRAMES
 
 
+def test_a_rigify_bake_runs_a_slice_at_a_time_and_a_cancel_leaves_the_rig_as_it_was(scene, monkeypatch) -> None:
+    """The modal operator bakes a slice a timer tick; ESC closes the steps mid-bake."""
+    bpy.ops.preferences.addon_enable(module="rigify")
+    bpy.ops.object.armature_human_metarig_add()
+    meta = bpy.context.active_object
+    bpy.ops.pose.rigify_generate()
+    rig = next(obj for obj in scene.objects if obj.type == "ARMATURE" and obj is not meta)
+    previous = bpy.data.actions.new("earlier animation")
+    rig.animation_data_create().action = previous
+    rig.pose.bones["thigh_parent.R"]["IK_FK"] = 0.0
+    rig.pose.bones["upper_arm_fk.L"].rotation_mode = "XYZ"
+    rig.pose.bones["upper_arm_fk.L"].rotation_euler = (0.3, 0.0, 0.1)
+    scene.frame_set(7)
+    objects, actions = set(bpy.data.objects.keys()), set(bpy.data.actions.keys())
+    monkeypatch.setattr(rigify_rig, "BAKE_SLICE_S", 0.0)  # a slice a frame
+    arrays = dance()
+    plan = generation.arrays_plan(arrays, rig.name)
+
+    steps = generation.apply_dance_steps(bpy.context, plan, arrays)
+    fractions = [next(steps) for _ in range(3)]
+    assert fractions == pytest.approx([1 / FRAMES, 2 / FRAMES, 3 / FRAMES])
+    assert rigify_rig.HELPER_NAME in bpy.data.objects  # mid-bake
+    steps.close()
+    assert set(bpy.data.objects.keys()) == objects and set(bpy.data.actions.keys()) == actions
+    assert rig.animation_data.action is previous and rig.pose.bones["thigh_parent.R"]["IK_FK"] == 0.0
+    arm = rig.pose.bones["upper_arm_fk.L"]
+    assert arm.rotation_mode == "XYZ" and tuple(arm.rotation_euler) == pytest.approx((0.3, 0.0, 0.1))
+    assert not any(constraint.type == "COPY_TRANSFORMS" for constraint in arm.constraints)
+    assert scene.frame_current == 7
+
+    steps = generation.apply_dance_steps(bpy.context, plan, arrays)
+    fractions = []
+    while True:
+        try:
+            fractions.append(next(steps))
+        except StopIteration as done:
+            assert done.value is rig
+            break
+    assert len(fractions) == FRAMES - 1 and fractions == sorted(fractions)
+    scene.frame_set(2)
+    assert rig.animation_data.action is not previous and rig.pose.bones["thigh_parent.R"]["IK_FK"] == 1.0
+    assert rigify_rig.HELPER_NAME not in bpy.data.objects
+
+
+def test_the_generate_operator_bakes_a_rigify_rig_across_timer_ticks(scene, monkeypatch, tmp_path) -> None:
+    """The modal operator's tick (``step``) with a finished backend job: one bake slice a tick,
+    events other than the timer and ESC held back meanwhile, ESC mid-bake keys nothing."""
+    from types import SimpleNamespace
+
+    from bailando_blender.operators import BAILANDO_OT_generate_dance as Generate
+
+    bpy.ops.preferences.addon_enable(module="rigify")
+    bpy.ops.object.armature_human_metarig_add()
+    meta = bpy.context.active_object
+    bpy.ops.pose.rigify_generate()
+    rig = next(obj for obj in scene.objects if obj.type == "ARMATURE" and obj is not meta)
+    actions = set(bpy.data.actions.keys())
+    monkeypatch.setattr(rigify_rig, "BAKE_SLICE_S", 0.0)
+    arrays = dance()
+    out = tmp_path / "dance.npz"
+    np.savez(out, fps=30.0, joint_rotations=arrays.joint_rotations, root_translation=arrays.root_translation,
+             beat_times=arrays.beat_times, trained=False)  # fmt: skip
+    job = SimpleNamespace(done=True, cancelled=False, error=None, result={"out": str(out), "frames": FRAMES},
+                          fraction=1.0, stage="done")  # fmt: skip
+    backend = SimpleNamespace(state="ready", failure=None, jobs={"job": job}, poll=lambda: None, alive=lambda: True)
+
+    def operator() -> SimpleNamespace:
+        fake = SimpleNamespace(backend=backend, job="job", plan=generation.arrays_plan(arrays, rig.name), keying=None)
+        fake.stop = lambda context, message, failed, cancelled=False: (message, failed, cancelled)
+        return fake
+
+    state = SimpleNamespace(cancel_requested=False, progress=0.0, stage="")
+    fake = operator()
+    assert Generate.step(fake, bpy.context, state) == {"RUNNING_MODAL"} and state.progress == pytest.approx(1 / FRAMES)
+    assert "Rigify" in state.stage
+    click = SimpleNamespace(type="LEFTMOUSE", value="PRESS")
+    assert Generate.modal(fake, bpy.context, click) == {"RUNNING_MODAL"}  # not passed to the half-changed scene
+    state.cancel_requested = True
+    assert Generate.step(fake, bpy.context, state) == ("Cancelled", False, True)
+    assert set(bpy.data.actions.keys()) == actions and rigify_rig.HELPER_NAME not in bpy.data.objects
+
+    state.cancel_requested = False
+    fake = operator()
+    ticks = 0
+    while (outcome := Generate.step(fake, bpy.context, state)) == {"RUNNING_MODAL"}:
+        ticks += 1
+    assert outcome == (f"Keyed {FRAMES} frames on {rig.name}", False, False) and ticks == FRAMES - 1
+    assert set(bpy.data.actions.keys()) - actions == {"Dance arrays seed 0"}
+
+
 def test_a_rig_that_is_no_humanoid_fails_in_one_line_and_keys_nothing(scene) -> None:
     data = bpy.data.armatures.new("Snake")
     obj = bpy.data.objects.new("Snake", data)
