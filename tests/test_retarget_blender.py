@@ -166,13 +166,18 @@ def test_rigifys_human_meta_rig_dances(scene) -> None:
     check_directions(scene, rig, arrays, bone_map)
 
 
-def test_rigifys_generated_rig_dances_through_its_fk_controls(scene, tmp_path) -> None:
-    """The deform bones follow the keyed FK controls (through Rigify's constraints) as the source."""
+def generated_rigify_rig(scene: bpy.types.Scene) -> tuple[bpy.types.Object, bpy.types.Object]:
+    """(the rig Rigify generates from its human meta-rig, that meta-rig)."""
     bpy.ops.preferences.addon_enable(module="rigify")
     bpy.ops.object.armature_human_metarig_add()
     meta = bpy.context.active_object
     bpy.ops.pose.rigify_generate()
-    rig = next(obj for obj in scene.objects if obj.type == "ARMATURE" and obj is not meta)
+    return next(obj for obj in scene.objects if obj.type == "ARMATURE" and obj is not meta), meta
+
+
+def test_rigifys_generated_rig_dances_through_its_fk_controls(scene, tmp_path) -> None:
+    """The deform bones follow the keyed FK controls (through Rigify's constraints) as the source."""
+    rig, meta = generated_rigify_rig(scene)
     rig.location, rig.rotation_euler, rig.scale = (1.0, 2.0, 0.0), (0.0, 0.0, 0.5), (0.5, 0.5, 0.5)
     previous = bpy.data.actions.new("earlier animation")
     rig.animation_data_create().action = previous
@@ -200,11 +205,7 @@ def test_rigifys_generated_rig_dances_through_its_fk_controls(scene, tmp_path) -
 
 def test_a_rigify_bake_runs_a_slice_at_a_time_and_a_cancel_leaves_the_rig_as_it_was(scene, monkeypatch) -> None:
     """The modal operator bakes a slice a timer tick; ESC closes the steps mid-bake."""
-    bpy.ops.preferences.addon_enable(module="rigify")
-    bpy.ops.object.armature_human_metarig_add()
-    meta = bpy.context.active_object
-    bpy.ops.pose.rigify_generate()
-    rig = next(obj for obj in scene.objects if obj.type == "ARMATURE" and obj is not meta)
+    rig, _ = generated_rigify_rig(scene)
     previous = bpy.data.actions.new("earlier animation")
     rig.animation_data_create().action = previous
     rig.pose.bones["thigh_parent.R"]["IK_FK"] = 0.0
@@ -249,11 +250,7 @@ def test_the_generate_operator_bakes_a_rigify_rig_across_timer_ticks(scene, monk
 
     from bailando_blender.operators import BAILANDO_OT_generate_dance as Generate
 
-    bpy.ops.preferences.addon_enable(module="rigify")
-    bpy.ops.object.armature_human_metarig_add()
-    meta = bpy.context.active_object
-    bpy.ops.pose.rigify_generate()
-    rig = next(obj for obj in scene.objects if obj.type == "ARMATURE" and obj is not meta)
+    rig, _ = generated_rigify_rig(scene)
     actions = set(bpy.data.actions.keys())
     monkeypatch.setattr(rigify_rig, "BAKE_SLICE_S", 0.0)
     arrays = dance()
