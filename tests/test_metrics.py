@@ -160,3 +160,28 @@ def test_distribution_scores_prefer_the_real_distribution() -> None:
     near, far = (dance_features.distribution_scores(real, group, 30.0) for group in (similar, different))
     assert near["fid_k"] < far["fid_k"] and near["fid_g"] <= far["fid_g"]
     assert near["div_k"] < far["div_k"]
+
+
+def test_corrected_kinetic_scores_ignore_travel_that_the_published_ones_count() -> None:
+    """Dances that differ only in a steady glide: the published kinetic features' slip turns the
+    distance travelled into "acceleration", the corrected ones see none."""
+    rng = np.random.default_rng(2)
+    t = np.arange(90)[:, None, None] / 30.0
+
+    def dance(glide_m_s: float) -> np.ndarray:
+        wobble = 0.1 * np.sin(2 * np.pi * rng.uniform(0.5, 2.0, (1, 24, 3)) * t)
+        return standing(90) + wobble + glide_m_s * t * np.array([1.0, 0.0, 0.0])
+
+    real = [dance(0.0) for _ in range(12)]
+    gliding = [dance(1.0) for _ in range(12)]
+    published = dance_features.distribution_scores(real, gliding, 30.0)
+    corrected = dance_features.distribution_scores(real, gliding, 30.0, published_quirk=False)
+    assert corrected["fid_g"] == published["fid_g"]
+    expenditure = slice(2, None, 3)
+    moved = [dance_features.kinetic_features(dance_features.prepare(d, 30.0), published_quirk=False) for d in gliding]
+    still = [dance_features.kinetic_features(dance_features.prepare(d, 30.0), published_quirk=False) for d in real]
+    assert np.mean([m[expenditure] for m in moved]) == pytest.approx(np.mean([s[expenditure] for s in still]), rel=0.05)
+    quirky_moved = [dance_features.kinetic_features(dance_features.prepare(d, 30.0))[expenditure] for d in gliding]
+    quirky_still = [dance_features.kinetic_features(dance_features.prepare(d, 30.0))[expenditure] for d in real]
+    assert np.mean(quirky_moved) > 1.5 * np.mean(quirky_still)
+    assert corrected["fid_k"] < published["fid_k"]

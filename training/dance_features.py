@@ -20,6 +20,8 @@ the origin (``prepare``).
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 from scipy import linalg
 
@@ -201,13 +203,18 @@ def diversity(features: np.ndarray) -> float:
     return float(distances[np.triu_indices(count, k=1)].mean())
 
 
-def distribution_scores(real: list[np.ndarray], generated: list[np.ndarray], fps: float) -> dict[str, float]:
+def distribution_scores(
+    real: list[np.ndarray], generated: list[np.ndarray], fps: float, published_quirk: bool = True
+) -> dict[str, float]:
     """FID_k, FID_g (generated vs real) and Div_k, Div_g (of the generated set), normalised as Bailando.
 
-    real, generated: lists of (T, 24, 3) dances at ``fps``.
+    real, generated: lists of (T, 24, 3) dances at ``fps``. ``published_quirk``: the kinetic
+    features as published (their "energy" third grows with each joint's distance from where the
+    clip's root starts, so travel weighs in) or with the acceleration corrected.
     """
     scores = {}
-    for name, extract in (("k", kinetic_features), ("g", geometric_features)):
+    kinetic = partial(kinetic_features, published_quirk=published_quirk)
+    for name, extract in (("k", kinetic), ("g", geometric_features)):
         real_features = np.stack([extract(prepare(dance, fps)) for dance in real])
         generated_features = np.stack([extract(prepare(dance, fps)) for dance in generated])
         real_normal, generated_normal = normalise(real_features, generated_features)
