@@ -110,7 +110,9 @@ def put_on_floor(joint_rotations: np.ndarray, root_translation: np.ndarray) -> n
     return grounded
 
 
-def plant_feet(joint_rotations: np.ndarray, root_translation: np.ndarray) -> np.ndarray:
+def plant_feet(
+    joint_rotations: np.ndarray, root_translation: np.ndarray, smoothing_frames: float = PLANT_SMOOTHING_FRAMES
+) -> np.ndarray:
     """(T, 24, 3, 3) rotations + (T, 3) root -> the root with the foot on the floor kept from sliding.
 
     Each frame, the root's horizontal step is reduced by the step of the foot joint that was
@@ -125,7 +127,7 @@ def plant_feet(joint_rotations: np.ndarray, root_translation: np.ndarray) -> np.
     weight = np.clip((PLANT_NONE_M - height) / (PLANT_NONE_M - PLANT_FULL_M), 0.0, 1.0)
     slide = np.diff(feet[..., [0, 2]], axis=0)[rows[:-1], lowest[:-1]]  # (T-1, 2), root step included
     # Smoothed (a little), so that the hand-over from one foot to the other does not jerk the body.
-    correction = gaussian_filter1d(weight[:-1, None] * slide, PLANT_SMOOTHING_FRAMES, axis=0, mode="nearest")
+    correction = gaussian_filter1d(weight[:-1, None] * slide, smoothing_frames, axis=0, mode="nearest")
     steps = np.diff(root_translation[:, [0, 2]], axis=0) - correction
     planted = root_translation.copy()
     planted[1:, [0, 2]] = root_translation[0, [0, 2]] + np.cumsum(steps, axis=0)
