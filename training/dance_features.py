@@ -203,21 +203,26 @@ def diversity(features: np.ndarray) -> float:
     return float(distances[np.triu_indices(count, k=1)].mean())
 
 
-def distribution_scores(
-    real: list[np.ndarray], generated: list[np.ndarray], fps: float, published_quirk: bool = True
-) -> dict[str, float]:
-    """FID_k, FID_g (generated vs real) and Div_k, Div_g (of the generated set), normalised as Bailando.
+def distribution_scores(real: list[np.ndarray], generated: list[np.ndarray], fps: float) -> dict[str, float]:
+    """FID_k, FID_g (generated vs real) and Div_k, Div_g (of the generated set), normalised as Bailando,
+    and FID_k, Div_k again on the corrected kinetic features (``fid_k_fixed``, ``div_k_fixed``).
 
-    real, generated: lists of (T, 24, 3) dances at ``fps``. ``published_quirk``: the kinetic
-    features as published (their "energy" third grows with each joint's distance from where the
-    clip's root starts, so travel weighs in) or with the acceleration corrected.
+    real, generated: lists of (T, 24, 3) dances at ``fps``. The published kinetic features'
+    "energy" third grows with each joint's distance from where the clip's root starts, so travel
+    within a clip weighs in; the corrected ones see the acceleration only.
     """
+    real = [prepare(dance, fps) for dance in real]
+    generated = [prepare(dance, fps) for dance in generated]
+    extractors = {
+        "k": kinetic_features,
+        "g": geometric_features,
+        "k_fixed": partial(kinetic_features, published_quirk=False),
+    }
     scores = {}
-    kinetic = partial(kinetic_features, published_quirk=published_quirk)
-    for name, extract in (("k", kinetic), ("g", geometric_features)):
-        real_features = np.stack([extract(prepare(dance, fps)) for dance in real])
-        generated_features = np.stack([extract(prepare(dance, fps)) for dance in generated])
-        real_normal, generated_normal = normalise(real_features, generated_features)
+    for name, extract in extractors.items():
+        real_normal, generated_normal = normalise(
+            np.stack([extract(dance) for dance in real]), np.stack([extract(dance) for dance in generated])
+        )
         scores[f"fid_{name}"] = frechet_distance(real_normal, generated_normal)
         scores[f"div_{name}"] = diversity(generated_normal)
     return scores
