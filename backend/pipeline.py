@@ -150,11 +150,17 @@ def keep_on_stage(root_translation: np.ndarray, fps: float, radius_m: float) -> 
     return kept
 
 
-def settle_root(joint_rotations: np.ndarray, root_translation: np.ndarray, stage_radius_m: float) -> np.ndarray:
+def settle_root(
+    joint_rotations: np.ndarray,
+    root_translation: np.ndarray,
+    stage_radius_m: float,
+    plant_passes: int = PLANT_PASSES,
+    plant_smoothing_frames: float = PLANT_SMOOTHING_FRAMES,
+) -> np.ndarray:
     """(T, 24, 3, 3), (T, 3) at FPS -> the root path as generation leaves it: feet planted
-    (PLANT_PASSES passes), then kept on stage (``keep_on_stage``; 0: not)."""
-    for _ in range(PLANT_PASSES):
-        root_translation = plant_feet(joint_rotations, root_translation)
+    (``plant_passes`` passes of ``plant_feet``), then kept on stage (``keep_on_stage``; 0: not)."""
+    for _ in range(plant_passes):
+        root_translation = plant_feet(joint_rotations, root_translation, plant_smoothing_frames)
     return keep_on_stage(root_translation, FPS, stage_radius_m)
 
 
