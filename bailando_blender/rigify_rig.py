@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -274,12 +274,10 @@ def bake_steps(
     return channels
 
 
-def run_steps(steps: Generator[float, None, T], progress: Callable[[float], None] | None = None) -> T:
+def run_steps(steps: Generator[float, None, T]) -> T:
     """Run a stepwise job (``bake_steps`` and the jobs built on it) to its end, in one go."""
     while True:
         try:
-            fraction = next(steps)
+            next(steps)
         except StopIteration as stop:
             return stop.value
-        if progress is not None:
-            progress(fraction)
