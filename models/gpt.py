@@ -23,6 +23,10 @@ from torch.nn import functional as F
 
 POSITIONS_PER_STEP = 3  # music, upper, lower
 ROPE_BASE = 10_000.0  # RoPE frequency base (Su et al. 2021)
+# A ring cache's slot count is a multiple of this: the memory-efficient attention kernel wants
+# its key length (and mask rows) aligned to 8 elements.
+RING_ALIGN = 8
+EMPTY_SLOT = -(2**40)  # the position of a ring slot that holds nothing: out of every window
 
 
 @dataclass
@@ -87,9 +91,17 @@ def rope_tables(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, t
 
 
 def rope(x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Rotate (B, H, N, head_dim) queries or keys by their positions' ``rope_tables``."""
+    """Rotate (..., N, head_dim) queries and/or keys by their positions' ``rope_tables``."""
     cos, sin = rotary
     return (x * cos + rotate_half(x) * sin).to(x.dtype)
+
+
+def ring_slots(cfg: GPTConfig, max_inputs: int) -> int:
+    """Slots of a ring cache for calls of up to ``max_inputs`` positions: the window, plus room
+    so that writing the last input never overwrites what the first still sees, rounded up to
+    ``RING_ALIGN``."""
+    needed = cfg.window_positions + max_inputs - 1
+    return -(-needed // RING_ALIGN) * RING_ALIGN
 
 
 @dataclass
@@ -139,15 +151,24 @@ class CausalSelfAttention(nn.Module):
         rotary: tuple[torch.Tensor, torch.Tensor],
         mask: torch.Tensor | None = None,
         past: tuple[torch.Tensor, torch.Tensor] | None = None,
+        ring: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, n, d_model) with its positions' ``rope_tables``, after the cached ``past`` keys
         and values (B, H, P, head_dim) if any; mask (n, P + n) bool, None for plain causal ->
-        output (B, n, d_model), and the keys and values of the P + n positions attended over."""
+        output (B, n, d_model), and the keys and values of the P + n positions attended over.
+
+        Or, instead of ``past``, a ring: keys and values (B, H, R, head_dim) written in place at
+        ``slots`` (n,) and attended over whole (mask (n, R) says which slots each input sees)."""
         batch, length, width = x.shape
-        q, k, v = self.qkv(x).split(width, dim=2)
-        q, k, v = (t.view(batch, length, self.num_heads, -1).transpose(1, 2) for t in (q, k, v))
-        q, k = rope(q, rotary), rope(k, rotary)
-        if past is not None:
+        # (3, B, H, n, head_dim); queries and keys rotated together, half the small kernels.
+        qkv = self.qkv(x).view(batch, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        (q, k), v = rope(qkv[:2], rotary), qkv[2]
+        if ring is not None:
+            ring_keys, ring_values, slots = ring
+            ring_keys.index_copy_(2, slots, k)
+            ring_values.index_copy_(2, slots, v)
+            k, v = ring_keys, ring_values
+        elif past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=self.dropout if self.training else 0.0
@@ -174,8 +195,9 @@ class Block(nn.Module):
         rotary: tuple[torch.Tensor, torch.Tensor],
         mask: torch.Tensor | None = None,
         past: tuple[torch.Tensor, torch.Tensor] | None = None,
+        ring: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        attended, keys, values = self.attention(self.norm1(x), rotary, mask, past)
+        attended, keys, values = self.attention(self.norm1(x), rotary, mask, past, ring)
         x = x + attended
         return x + self.mlp(self.norm2(x)), keys, values
 
@@ -284,6 +306,37 @@ class MotionGPT(nn.Module):
         hidden, keys, values = self.cached_step(inputs, position, past_keys, past_values)
         last = hidden[:, -1]
         return self.upper_head(last), self.lower_head(last), keys, values
+
+    def ring_generation_step(
+        self,
+        streams: torch.Tensor,
+        tokens: torch.Tensor,
+        music_steps: torch.Tensor,
+        position: torch.Tensor,
+        ring_keys: torch.Tensor,
+        ring_values: torch.Tensor,
+        slot_positions: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``generation_step`` with its cache in a ring updated in place: the same logits, and no
+        tensor that grows, shrinks or is copied, so one CUDA graph serves every call of a song.
+
+        ring_keys, ring_values: (num_layers, B, num_heads, R, head_dim) with R from ``ring_slots``;
+        slot_positions: (R,) int64, the absolute position each slot holds (``EMPTY_SLOT`` before
+        any). The inputs go to slots position % R; each attends to the slots whose positions are
+        in its window.
+        """
+        inputs = self.embed(streams, tokens, music_steps)
+        positions = position + torch.arange(inputs.shape[1], device=inputs.device)
+        slots = positions % slot_positions.shape[0]
+        slot_positions.index_copy_(0, slots, positions)
+        distance = positions[:, None] - slot_positions[None, :]
+        mask = (distance >= 0) & (distance < self.cfg.window_positions)
+        rotary = rope_tables(positions, self.cfg.head_dim)
+        x = inputs
+        for layer, block in enumerate(self.blocks):
+            x, _, _ = block(x, rotary, mask, ring=(ring_keys[layer], ring_values[layer], slots))
+        last = self.final_norm(x)[:, -1]
+        return self.upper_head(last), self.lower_head(last)
 
     def empty_cache(self, batch: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         shape = self.cfg.cache_shape(batch, 0)

@@ -13,7 +13,7 @@ from backend.generator import DanceGenerator
 from backend.sampling import SamplingConfig, TokenSampler
 from models.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from models.critic import Critic, CriticConfig
-from models.gpt import POSITIONS_PER_STEP, GPTConfig, MotionGPT
+from models.gpt import EMPTY_SLOT, POSITIONS_PER_STEP, GPTConfig, MotionGPT, ring_slots
 from models.vqvae import EMACodebook, MotionVQVAE, VQVAEConfig
 
 SMALL_GPT = GPTConfig(d_model=64, num_layers=2, num_heads=4, context_steps=6, dropout=0.0)
@@ -85,6 +85,45 @@ def test_cached_generation_equals_the_full_forward_pass(steps: int) -> None:
             torch.testing.assert_close(gpt.lower_head(hidden)[:, 0], full_lower[:, t], atol=1e-5, rtol=1e-5)
             gpt.step(gpt.lower_input(lower[:, t : t + 1]), cache)
         assert cache.keys[0].shape[2] == min(steps, SMALL_GPT.context_steps) * POSITIONS_PER_STEP
+
+
+def test_ring_cache_generation_equals_the_full_forward_pass() -> None:
+    """The CUDA runtime's cache, a ring updated in place, with the generator's calls (the lower
+    token and the next music in one call), far past the window: the full pass's logits."""
+    torch.manual_seed(1)
+    gpt = MotionGPT(SMALL_GPT).eval()
+    steps = 4 * SMALL_GPT.context_steps + 1
+    music = torch.randn(1, steps * 4, 57)
+    upper = torch.randint(0, 512, (1, steps))
+    lower = torch.randint(0, 512, (1, steps))
+    slots = ring_slots(SMALL_GPT, 2)
+    assert slots % 8 == 0 and slots > SMALL_GPT.window_positions
+    keys = torch.randn(SMALL_GPT.cache_shape(1, slots))  # stale contents must not matter
+    values = torch.randn(SMALL_GPT.cache_shape(1, slots))
+    slot_positions = torch.full((slots,), EMPTY_SLOT)
+    with torch.no_grad():
+        full_upper, full_lower = gpt(music, upper, lower)
+        music_steps = gpt.music_encoder(music)
+        position = 0
+
+        def call(streams: list[int], tokens: list[int], t: int) -> tuple[torch.Tensor, torch.Tensor]:
+            nonlocal position
+            step_music = music_steps[:, t : t + 1].expand(1, len(streams), -1)
+            logits = gpt.ring_generation_step(
+                torch.tensor([streams]), torch.tensor([tokens]), step_music, torch.tensor(position),
+                keys, values, slot_positions,
+            )  # fmt: skip
+            position += len(streams)
+            return logits
+
+        for t in range(steps):
+            if t == 0:
+                up_logits, _ = call([0], [0], t)
+            else:
+                up_logits, _ = call([2, 0], [int(lower[0, t - 1]), 0], t)
+            torch.testing.assert_close(up_logits[0], full_upper[0, t], atol=1e-5, rtol=1e-5)
+            _, low_logits = call([1], [int(upper[0, t])], t)
+            torch.testing.assert_close(low_logits[0], full_lower[0, t], atol=1e-5, rtol=1e-5)
 
 
 def test_attention_reaches_back_exactly_one_window_per_layer() -> None:
