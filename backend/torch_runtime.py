@@ -10,11 +10,12 @@ import numpy as np
 import torch
 
 from models.checkpoint import read_checkpoint, restore_network
-from models.gpt import GPTConfig, MotionGPT
+from models.gpt import EMPTY_SLOT, GPTConfig, MotionGPT, ring_slots
 from models.vqvae import MotionVQVAE, VQVAEConfig
 
 UNTRAINED_INIT_SEED = 20_240_101  # fixed, so untrained networks are the same in every process
 GRAPH_WARMUP_RUNS = 3  # eager runs before a CUDA graph capture (cuBLAS sets itself up in them)
+MAX_INPUTS = 2  # positions in one generation call (backend.generator: a lower token and the next music)
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -33,73 +34,101 @@ class TorchCache:
     values: torch.Tensor
 
 
-class GraphedSteps:
-    """``generation_step`` replayed from CUDA graphs once the cache holds a full window.
+@dataclass
+class RingCache:
+    """A song's place in ``GraphedRing``'s ring: the ring itself lives there, so each cache is
+    used once, and the one a step returns is the one to pass next."""
 
-    A step's work is a few hundred tiny kernels; launched one by one from Python they cost
-    ~8 ms a call on an H100 (measured), replayed from a graph 0.85 ms. (torch.compile's fused
-    kernels inside the same graphs gave 0.68 ms, for 26 s of compiling and a backend that takes
-    10 s instead of 4 to start: not worth it.) One graph per input count (1 and 2 positions),
-    captured on first use (the backend's warm-up dance does it); inputs are copied into the
-    graphs' static tensors, the cache into their static past.
+    position: int
+
+
+class GraphedRing:
+    """Generation on CUDA: the cache is a ring updated in place (``ring_generation_step``), and
+    each call replays a CUDA graph, one per input count (1 and 2 positions), captured once.
+
+    A call's work is ~160 tiny kernels; launched one by one from Python they cost ~8 ms on an
+    H100, replayed from a graph 0.31 ms (one position) and 0.44 ms (two) on an H200. Inputs go in
+    through pinned host buffers and the logits come back through one: a call is two small
+    copies, a replay and one wait. (The earlier cache, copied into a graph's static tensors and
+    trimmed every call, cost 1.6 ms a step instead of 1.0; torch.compile's fused kernels would
+    save another quarter of the replay, for 10-25 s of compiling in every new process.)
     """
 
     def __init__(self, gpt: MotionGPT, device: torch.device) -> None:
         cfg = gpt.cfg
         self.gpt = gpt
         self.device = device
-        self.window = cfg.window_positions
-        shape = cfg.cache_shape(1, self.window)
-        self.past_keys = torch.zeros(shape, device=device)
-        self.past_values = torch.zeros(shape, device=device)
-        self.position = torch.zeros((), dtype=torch.long, device=device)
-        self.inputs: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        self.outputs: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.position = 0
+        slots = ring_slots(cfg, MAX_INPUTS)
+        self.keys = torch.zeros(cfg.cache_shape(1, slots), device=device)
+        self.values = torch.zeros(cfg.cache_shape(1, slots), device=device)
+        self.slot_positions = torch.full((slots,), EMPTY_SLOT, dtype=torch.long, device=device)
+        counts = range(1, MAX_INPUTS + 1)
+        # Per input count: [position, streams..., tokens...] and the music vectors.
+        self.host_ints = {n: torch.zeros(1 + 2 * n, dtype=torch.long).pin_memory() for n in counts}
+        self.host_music = {n: torch.zeros((1, n, cfg.d_model)).pin_memory() for n in counts}
+        self.ints = {n: torch.zeros(1 + 2 * n, dtype=torch.long, device=device) for n in counts}
+        self.music = {n: torch.zeros((1, n, cfg.d_model), device=device) for n in counts}
+        self.logits = torch.zeros(cfg.num_upper_codes + cfg.num_lower_codes, device=device)
+        self.host_logits = torch.zeros(self.logits.shape).pin_memory()
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
 
-    def _run(self, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        streams, tokens, music = self.inputs[count]
-        upper, lower, keys, values = self.gpt.generation_step(
-            streams, tokens, music, self.position, self.past_keys, self.past_values
+    def _run(self, count: int) -> None:
+        ints = self.ints[count]
+        upper, lower = self.gpt.ring_generation_step(
+            ints[1 : 1 + count][None],
+            ints[1 + count :][None],
+            self.music[count],
+            ints[0],
+            self.keys,
+            self.values,
+            self.slot_positions,
         )
-        return torch.cat([upper[0], lower[0]]), keys, values
+        torch.cat([upper[0], lower[0]], out=self.logits)
 
-    def _capture(self, count: int) -> None:
-        cfg = self.gpt.cfg
-        self.inputs[count] = (
-            torch.zeros((1, count), dtype=torch.long, device=self.device),
-            torch.zeros((1, count), dtype=torch.long, device=self.device),
-            torch.zeros((1, count, cfg.d_model), device=self.device),
-        )
+    @torch.inference_mode()
+    def _capture(self) -> None:
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):  # warm-up runs, off the capture, as CUDA graphs require
-            for _ in range(GRAPH_WARMUP_RUNS):
-                self._run(count)
+            for count in self.ints:
+                for _ in range(GRAPH_WARMUP_RUNS):
+                    self._run(count)
         torch.cuda.current_stream(self.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self.outputs[count] = self._run(count)
-        self.graphs[count] = graph
+        for count in self.ints:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._run(count)
+            self.graphs[count] = graph
 
-    def fits(self, cache: TorchCache) -> bool:
-        return cache.keys.shape[3] == self.window
+    @torch.inference_mode()
+    def new_cache(self) -> RingCache:
+        """An empty ring (the warm-up runs of the first capture wrote into it too)."""
+        if not self.graphs:
+            self._capture()
+        self.keys.zero_()
+        self.values.zero_()
+        self.slot_positions.fill_(EMPTY_SLOT)
+        self.position = 0
+        return RingCache(0)
 
-    def step(
-        self, streams: torch.Tensor, tokens: torch.Tensor, music: torch.Tensor, cache: TorchCache
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        count = streams.shape[1]
-        if count not in self.graphs:
-            self._capture(count)
-        static_streams, static_tokens, static_music = self.inputs[count]
-        static_streams.copy_(streams)
-        static_tokens.copy_(tokens)
-        static_music.copy_(music)
-        self.position.fill_(cache.position)
-        self.past_keys.copy_(cache.keys)
-        self.past_values.copy_(cache.values)
+    def step(self, streams: np.ndarray, tokens: np.ndarray, music: np.ndarray, cache: RingCache) -> np.ndarray:
+        """The inputs' (n,) streams and tokens and (n, d_model) music -> upper and lower logits of the last."""
+        if cache.position != self.position:
+            raise RuntimeError("a ring cache was used twice: pass the one the last step returned")
+        count = len(streams)
+        ints = self.host_ints[count].numpy()
+        ints[0] = cache.position
+        ints[1 : 1 + count] = streams
+        ints[1 + count :] = tokens
+        self.host_music[count].numpy()[0] = music
+        self.ints[count].copy_(self.host_ints[count], non_blocking=True)
+        self.music[count].copy_(self.host_music[count], non_blocking=True)
         self.graphs[count].replay()
-        return self.outputs[count]
+        self.host_logits.copy_(self.logits, non_blocking=True)
+        torch.cuda.current_stream(self.device).synchronize()
+        self.position += count
+        return self.host_logits.numpy()
 
 
 class TorchNetworks:
@@ -113,7 +142,7 @@ class TorchNetworks:
         self.frames_per_token = vqvae.cfg.frames_per_token
         self.d_model = gpt.cfg.d_model
         self.context_steps = gpt.cfg.context_steps
-        self.graphed = GraphedSteps(self.gpt, device) if device.type == "cuda" else None
+        self.graphed = GraphedRing(self.gpt, device) if device.type == "cuda" else None
 
     @classmethod
     def load(cls, weights: Path, device: str) -> TorchNetworks:
@@ -141,27 +170,30 @@ class TorchNetworks:
     def encode_music(self, music: np.ndarray) -> np.ndarray:
         return self.gpt.music_encoder(self._tensor(music.astype(np.float32))[None])[0].float().cpu().numpy()
 
-    def new_cache(self) -> TorchCache:
+    def new_cache(self) -> TorchCache | RingCache:
+        if self.graphed is not None:
+            return self.graphed.new_cache()
         keys, values = self.gpt.empty_cache(1, self.torch_device)
         return TorchCache(0, keys, values)
 
     @torch.inference_mode()
     def step(
-        self, streams: np.ndarray, tokens: np.ndarray, music_steps: np.ndarray, cache: TorchCache
-    ) -> tuple[np.ndarray, np.ndarray, TorchCache]:
+        self, streams: np.ndarray, tokens: np.ndarray, music_steps: np.ndarray, cache: TorchCache | RingCache
+    ) -> tuple[np.ndarray, np.ndarray, TorchCache | RingCache]:
+        split = self.gpt.cfg.num_upper_codes
+        if isinstance(cache, RingCache):
+            assert self.graphed is not None
+            scores = self.graphed.step(streams, tokens, music_steps, cache)
+            # Copies: the pinned buffer is overwritten by the next call.
+            return scores[:split].copy(), scores[split:].copy(), RingCache(cache.position + len(streams))
         inputs = (
             self._tensor(streams.astype(np.int64))[None],
             self._tensor(tokens.astype(np.int64))[None],
             self._tensor(music_steps.astype(np.float32))[None],
         )
-        if self.graphed is not None and self.graphed.fits(cache):
-            logits, keys, values = self.graphed.step(*inputs, cache)
-        else:
-            position = torch.tensor(cache.position, device=self.torch_device)
-            upper, lower, keys, values = self.gpt.generation_step(*inputs, position, cache.keys, cache.values)
-            logits = torch.cat([upper[0], lower[0]])
-        scores = logits.float().cpu().numpy()  # one copy back, not two
-        split = self.gpt.cfg.num_upper_codes
+        position = torch.tensor(cache.position, device=self.torch_device)
+        upper, lower, keys, values = self.gpt.generation_step(*inputs, position, cache.keys, cache.values)
+        scores = torch.cat([upper[0], lower[0]]).float().cpu().numpy()  # one copy back, not two
         return scores[:split], scores[split:], TorchCache(cache.position + len(streams), keys, values)
 
     @torch.inference_mode()
