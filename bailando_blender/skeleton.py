@@ -46,6 +46,8 @@ JOINT_NAMES: tuple[str, ...] = (
     "right_hand",
 )
 NUM_JOINTS = len(JOINT_NAMES)
+FK_BLOCK_FRAMES = 512  # frames per block of forward_kinematics: 512 x 24 x 3 x 3 float64 = 0.9 MB
+QUATERNION_BLOCK_MATRICES = 8192  # matrices per block of rotation conversions: 4 MB of temporaries
 
 PARENTS: tuple[int, ...] = (
     -1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21,
@@ -142,6 +144,17 @@ def matrix_to_quaternion(matrix: np.ndarray) -> np.ndarray:
     divisor is largest, so no element loses precision near 180 degrees.
     """
     m = np.asarray(matrix, dtype=np.float64)
+    flat = m.reshape(-1, 3, 3)
+    quaternions = np.empty((len(flat), 4))
+    # In blocks, so that the 16 candidates per matrix stay in the cache (a long dance's whole
+    # set is tens of MB).
+    for start in range(0, len(flat), QUATERNION_BLOCK_MATRICES):
+        block = slice(start, start + QUATERNION_BLOCK_MATRICES)
+        quaternions[block] = _matrix_to_quaternion_block(flat[block])
+    return quaternions.reshape(*m.shape[:-2], 4)
+
+
+def _matrix_to_quaternion_block(m: np.ndarray) -> np.ndarray:
     m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
     m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
     m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
@@ -201,6 +214,15 @@ def matrix_to_rotation_6d(matrix: np.ndarray) -> np.ndarray:
 def rotation_6d_to_matrix(rotation_6d: np.ndarray) -> np.ndarray:
     """(..., 6) -> (..., 3, 3) by Gram-Schmidt on the two columns (any non-degenerate input)."""
     rotation_6d = np.asarray(rotation_6d, dtype=np.float64)
+    flat = rotation_6d.reshape(-1, 6)
+    matrices = np.empty((len(flat), 3, 3))
+    for start in range(0, len(flat), QUATERNION_BLOCK_MATRICES):  # in blocks, as matrix_to_quaternion
+        block = slice(start, start + QUATERNION_BLOCK_MATRICES)
+        matrices[block] = _rotation_6d_to_matrix_block(flat[block])
+    return matrices.reshape(*rotation_6d.shape[:-1], 3, 3)
+
+
+def _rotation_6d_to_matrix_block(rotation_6d: np.ndarray) -> np.ndarray:
     a1, a2 = rotation_6d[..., :3], rotation_6d[..., 3:]
     b1 = a1 / np.linalg.norm(a1, axis=-1, keepdims=True)
     a2 = a2 - np.sum(b1 * a2, axis=-1, keepdims=True) * b1
@@ -242,18 +264,30 @@ def forward_kinematics(
     """
     joint_rotations = np.asarray(joint_rotations, dtype=np.float64)
     root_translation = np.asarray(root_translation, dtype=np.float64)
-    global_rotations = np.empty_like(joint_rotations)
-    positions = np.empty((*joint_rotations.shape[:-2], 3))
-    global_rotations[..., 0, :, :] = joint_rotations[..., 0, :, :]
-    positions[..., 0, :] = root_translation
+    batch = joint_rotations.shape[:-3]
+    local = joint_rotations.reshape(-1, NUM_JOINTS, 3, 3)
+    root = np.broadcast_to(root_translation, (*batch, 3)).reshape(-1, 3)
+    global_rotations = np.empty_like(local)
+    positions = np.empty((len(local), NUM_JOINTS, 3))
+    # In blocks of frames: each joint reads its parent's block while it is still in the cache
+    # (whole, a 10-minute dance took 5.6x the time of a 3-minute one; in blocks, 2.9x).
+    for start in range(0, len(local), FK_BLOCK_FRAMES):
+        block = slice(start, start + FK_BLOCK_FRAMES)
+        _forward_kinematics_block(local[block], root[block], offsets, positions[block], global_rotations[block])
+    return positions.reshape(*batch, NUM_JOINTS, 3), global_rotations.reshape(*batch, NUM_JOINTS, 3, 3)
+
+
+def _forward_kinematics_block(
+    local: np.ndarray, root: np.ndarray, offsets: np.ndarray, positions: np.ndarray, global_rotations: np.ndarray
+) -> None:
+    """forward_kinematics of (N, 24, 3, 3), (N, 3) into the given outputs."""
+    global_rotations[:, 0] = local[:, 0]
+    positions[:, 0] = root
     for joint in range(1, NUM_JOINTS):
         parent = PARENTS[joint]
-        parent_rotation = global_rotations[..., parent, :, :]
-        global_rotations[..., joint, :, :] = parent_rotation @ joint_rotations[..., joint, :, :]
-        positions[..., joint, :] = positions[..., parent, :] + np.einsum(
-            "...ij,j->...i", parent_rotation, offsets[joint]
-        )
-    return positions, global_rotations
+        parent_rotation = global_rotations[:, parent]
+        global_rotations[:, joint] = parent_rotation @ local[:, joint]
+        positions[:, joint] = positions[:, parent] + np.einsum("nij,j->ni", parent_rotation, offsets[joint])
 
 
 # --- SMPL (Y up) <-> Blender (Z up) -----------------------------------------------
