@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,15 +142,19 @@ def compute_features(song: Song) -> MusicFeatures:
     num_frames = max(1, round(song.duration_s * FPS))
 
     power = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP_LENGTH)) ** 2
-    mel = librosa.feature.melspectrogram(S=power, sr=SAMPLE_RATE)
-    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=N_MFCC)
-    mfcc_delta = librosa.feature.delta(mfcc, mode="nearest")
-    chroma = librosa.feature.chroma_stft(S=power, sr=SAMPLE_RATE, n_chroma=N_CHROMA)
-    onset = librosa.onset.onset_strength(S=librosa.power_to_db(mel), sr=SAMPLE_RATE)
-    rms = librosa.feature.rms(S=np.sqrt(power), frame_length=N_FFT)[0]
-    tempo, beat_frames = librosa.beat.beat_track(
-        onset_envelope=onset, sr=SAMPLE_RATE, hop_length=HOP_LENGTH, tightness=BEAT_TIGHTNESS
-    )
+    # The chroma (its tuning estimate is the slowest feature) in a second thread, beside the
+    # rest: numpy lets go of the GIL in its array loops, so the two overlap. Same values.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        chroma_job = pool.submit(librosa.feature.chroma_stft, S=power, sr=SAMPLE_RATE, n_chroma=N_CHROMA)
+        mel = librosa.feature.melspectrogram(S=power, sr=SAMPLE_RATE)
+        mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=N_MFCC)
+        mfcc_delta = librosa.feature.delta(mfcc, mode="nearest")
+        onset = librosa.onset.onset_strength(S=librosa.power_to_db(mel), sr=SAMPLE_RATE)
+        rms = librosa.feature.rms(S=np.sqrt(power), frame_length=N_FFT)[0]
+        tempo, beat_frames = librosa.beat.beat_track(
+            onset_envelope=onset, sr=SAMPLE_RATE, hop_length=HOP_LENGTH, tightness=BEAT_TIGHTNESS
+        )
+        chroma = chroma_job.result()
     beat_frames = beat_frames[beat_frames < num_frames]
 
     features = np.zeros((num_frames, FEATURE_DIM), dtype=np.float32)
