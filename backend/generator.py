@@ -169,7 +169,7 @@ class DanceGenerator:
 
     def warm_up(self) -> None:
         """One short generation past a full window, so that whatever a runtime prepares on first
-        use (allocations; on the GPU, CUDA graphs and compiled kernels) is ready for the first song."""
+        use (allocations; on the GPU, cuBLAS set-up and the CUDA graphs) is ready for the first song."""
         steps = self.networks.context_steps + WARM_UP_EXTRA_STEPS
         features = np.zeros((steps * self.frames_per_token, FEATURE_DIM), dtype=np.float32)
         self.decode(*self.tokens(features, SamplingConfig(seed=0)))

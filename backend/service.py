@@ -226,7 +226,7 @@ def run_service(weights: str | Path | None, device: str, runtime: str = "auto") 
 
     # The warm-up compiles one of librosa's functions on every start (librosa does not cache
     # it): ~2.5 s of the ~4.5 s it takes; then one short dance readies the networks (on a GPU
-    # with torch: CUDA graphs, compiled kernels). It runs on the worker, after "ready".
+    # with torch: cuBLAS set-up and the CUDA graphs). It runs on the worker, after "ready".
     def prepare() -> None:
         warm_up()
         generator.warm_up()
