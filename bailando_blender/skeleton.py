@@ -17,6 +17,8 @@ the template), as published in open SMPL code; no licensed model file is needed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 JOINT_NAMES: tuple[str, ...] = (
@@ -47,7 +49,7 @@ JOINT_NAMES: tuple[str, ...] = (
 )
 NUM_JOINTS = len(JOINT_NAMES)
 FK_BLOCK_FRAMES = 512  # frames per block of forward_kinematics: 512 x 24 x 3 x 3 float64 = 0.9 MB
-QUATERNION_BLOCK_MATRICES = 8192  # matrices per block of rotation conversions: 4 MB of temporaries
+ROTATION_BLOCK = 8192  # rotations per block of the rotation conversions: a few MB of temporaries
 
 PARENTS: tuple[int, ...] = (
     -1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21,
@@ -145,13 +147,17 @@ def matrix_to_quaternion(matrix: np.ndarray) -> np.ndarray:
     """
     m = np.asarray(matrix, dtype=np.float64)
     flat = m.reshape(-1, 3, 3)
-    quaternions = np.empty((len(flat), 4))
-    # In blocks, so that the 16 candidates per matrix stay in the cache (a long dance's whole
-    # set is tens of MB).
-    for start in range(0, len(flat), QUATERNION_BLOCK_MATRICES):
-        block = slice(start, start + QUATERNION_BLOCK_MATRICES)
-        quaternions[block] = _matrix_to_quaternion_block(flat[block])
+    quaternions = _in_blocks(_matrix_to_quaternion_block, flat, np.empty((len(flat), 4)))
     return quaternions.reshape(*m.shape[:-2], 4)
+
+
+def _in_blocks(convert: Callable[[np.ndarray], np.ndarray], flat: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out[i] = convert(flat)[i], ROTATION_BLOCK rows at a time, so that the conversion's
+    temporaries stay in the cache (a long dance's whole set is tens of MB)."""
+    for start in range(0, len(flat), ROTATION_BLOCK):
+        block = slice(start, start + ROTATION_BLOCK)
+        out[block] = convert(flat[block])
+    return out
 
 
 def _matrix_to_quaternion_block(m: np.ndarray) -> np.ndarray:
@@ -215,10 +221,7 @@ def rotation_6d_to_matrix(rotation_6d: np.ndarray) -> np.ndarray:
     """(..., 6) -> (..., 3, 3) by Gram-Schmidt on the two columns (any non-degenerate input)."""
     rotation_6d = np.asarray(rotation_6d, dtype=np.float64)
     flat = rotation_6d.reshape(-1, 6)
-    matrices = np.empty((len(flat), 3, 3))
-    for start in range(0, len(flat), QUATERNION_BLOCK_MATRICES):  # in blocks, as matrix_to_quaternion
-        block = slice(start, start + QUATERNION_BLOCK_MATRICES)
-        matrices[block] = _rotation_6d_to_matrix_block(flat[block])
+    matrices = _in_blocks(_rotation_6d_to_matrix_block, flat, np.empty((len(flat), 3, 3)))
     return matrices.reshape(*rotation_6d.shape[:-1], 3, 3)
 
 
