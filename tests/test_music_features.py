@@ -123,6 +123,43 @@ def test_a_span_of_the_song_is_decoded_alone(click_song: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("name", "options"), [("long.ogg", {"format": "OGG", "subtype": "VORBIS"}), ("long.flac", {}), ("long.wav", {})]
+)
+def test_a_long_song_decoded_in_parallel_parts_is_the_one_pass_decode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, options: dict[str, str]
+) -> None:
+    import soundfile
+
+    from backend import audio
+
+    rate = 44100
+    noise = 0.3 * np.random.default_rng(0).standard_normal((int(25 * rate), 2))  # every sample differs
+    path = tmp_path / name
+    soundfile.write(str(path), noise.astype(np.float32), rate, **options)
+    monkeypatch.setattr(audio.os, "cpu_count", lambda: 4)
+    assert len(audio.decode_parts(len(noise), rate, exact_seek=True)) == audio.DECODE_THREADS
+    parallel = load_song(path, rate), load_song(path, rate, start_s=1.3, end_s=24.0)
+    monkeypatch.setattr(audio, "DECODE_THREADS", 1)
+    for parts, one_pass in zip(parallel, (load_song(path, rate), load_song(path, rate, start_s=1.3, end_s=24.0))):
+        np.testing.assert_array_equal(parts.samples, one_pass.samples)
+
+
+def test_a_file_shorter_than_its_header_decodes_what_is_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend import audio
+
+    path = write_song(tmp_path / "long.wav", duration_s=24.0, sample_rate=22050)
+    whole = load_song(path, 22050).samples
+    real_decode = audio.decode_into
+
+    def ends_at_20_s(path: Path, first: int, out: np.ndarray) -> int:
+        return real_decode(path, first, out[: max(0, 20 * 22050 - first)])
+
+    monkeypatch.setattr(audio.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(audio, "decode_into", ends_at_20_s)
+    np.testing.assert_array_equal(load_song(path, 22050).samples, whole[: 20 * 22050])
+
+
+@pytest.mark.parametrize(
     ("start_s", "end_s", "problem"),
     [(9.0, None, "past the end"), (-1.0, None, "0 s or more"), (3.0, 2.0, "must come after"), (3.0, 3.5, "too short")],
 )
