@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ def decode_parts(count: int, rate: int, exact_seek: bool) -> list[tuple[int, int
     if not exact_seek or count < PARALLEL_DECODE_MIN_S * rate or threads < 2:
         return [(0, count)]
     bounds = np.linspace(0, count, threads + 1).round().astype(int)
-    return [(int(start), int(end - start)) for start, end in zip(bounds[:-1], bounds[1:])]
+    return [(int(start), int(end - start)) for start, end in itertools.pairwise(bounds)]
 
 
 def decode_into(path: Path, first: int, out: np.ndarray) -> int:

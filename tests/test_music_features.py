@@ -140,7 +140,9 @@ def test_a_long_song_decoded_in_parallel_parts_is_the_one_pass_decode(
     assert len(audio.decode_parts(len(noise), rate, exact_seek=True)) == audio.DECODE_THREADS
     parallel = load_song(path, rate), load_song(path, rate, start_s=1.3, end_s=24.0)
     monkeypatch.setattr(audio, "DECODE_THREADS", 1)
-    for parts, one_pass in zip(parallel, (load_song(path, rate), load_song(path, rate, start_s=1.3, end_s=24.0))):
+    for parts, one_pass in zip(
+        parallel, (load_song(path, rate), load_song(path, rate, start_s=1.3, end_s=24.0)), strict=True
+    ):
         np.testing.assert_array_equal(parts.samples, one_pass.samples)
 
 
