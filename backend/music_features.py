@@ -19,10 +19,11 @@ and the networks small enough for a laptop's CPU.
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ N_MFCC = 20  # as Bailando
 N_CHROMA = 12  # pitch classes
 BEAT_TIGHTNESS = 100.0  # librosa beat tracker tightness, as Bailando
 RMS_FLOOR_DB = -60.0  # loudness below this counts as silence; the column spans [-1, 0]
+TUNING_THREADS = 4  # threads the chroma's tuning estimate (the slowest feature) is split over
 
 MFCC_COLUMNS = slice(0, 20)
 MFCC_DELTA_COLUMNS = slice(20, 40)
@@ -131,6 +133,28 @@ def beat_phase(num_frames: int, beat_frames: np.ndarray, fps: float) -> np.ndarr
     return np.mod(beat_index, 1.0)
 
 
+def estimate_tuning(power: np.ndarray, pool: ThreadPoolExecutor) -> Future[float]:
+    """``librosa.estimate_tuning(S=power, sr=SAMPLE_RATE, bins_per_octave=N_CHROMA)``, the same
+    value, with its pitch tracking (frame by frame, most of its time) split over the pool's
+    threads; numpy lets go of the GIL in its array loops, so the parts overlap."""
+    import librosa
+
+    count = max(1, min(TUNING_THREADS, power.shape[1]))
+    bounds = np.linspace(0, power.shape[1], count + 1).round().astype(int)
+    parts = [pool.submit(librosa.piptrack, S=power[:, a:b], sr=SAMPLE_RATE) for a, b in itertools.pairwise(bounds)]
+
+    def tuning() -> float:
+        tracked = [part.result() for part in parts]
+        pitch = np.concatenate([pitch for pitch, _ in tracked], axis=1)
+        magnitude = np.concatenate([magnitude for _, magnitude in tracked], axis=1)
+        # As librosa: the pitches of peaks at least as strong as the median peak.
+        voiced = pitch > 0
+        threshold = np.median(magnitude[voiced]) if voiced.any() else 0.0
+        return float(librosa.pitch_tuning(pitch[(magnitude >= threshold) & voiced], bins_per_octave=N_CHROMA))
+
+    return pool.submit(tuning)
+
+
 def compute_features(song: Song) -> MusicFeatures:
     """Features of a decoded song (its sample rate must be SAMPLE_RATE)."""
     configure_numba_cache()
@@ -142,10 +166,9 @@ def compute_features(song: Song) -> MusicFeatures:
     num_frames = max(1, round(song.duration_s * FPS))
 
     power = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP_LENGTH)) ** 2
-    # The chroma (its tuning estimate is the slowest feature) in a second thread, beside the
-    # rest: numpy lets go of the GIL in its array loops, so the two overlap. Same values.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        chroma_job = pool.submit(librosa.feature.chroma_stft, S=power, sr=SAMPLE_RATE, n_chroma=N_CHROMA)
+    # The chroma's tuning estimate (the slowest feature) in threads beside the rest. Same values.
+    with ThreadPoolExecutor(max_workers=TUNING_THREADS) as pool:
+        tuning = estimate_tuning(power, pool)
         mel = librosa.feature.melspectrogram(S=power, sr=SAMPLE_RATE)
         mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=N_MFCC)
         mfcc_delta = librosa.feature.delta(mfcc, mode="nearest")
@@ -154,7 +177,7 @@ def compute_features(song: Song) -> MusicFeatures:
         tempo, beat_frames = librosa.beat.beat_track(
             onset_envelope=onset, sr=SAMPLE_RATE, hop_length=HOP_LENGTH, tightness=BEAT_TIGHTNESS
         )
-        chroma = chroma_job.result()
+        chroma = librosa.feature.chroma_stft(S=power, sr=SAMPLE_RATE, n_chroma=N_CHROMA, tuning=tuning.result())
     beat_frames = beat_frames[beat_frames < num_frames]
 
     features = np.zeros((num_frames, FEATURE_DIM), dtype=np.float32)

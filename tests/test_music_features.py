@@ -98,6 +98,18 @@ def test_unusable_files_name_the_file_and_the_problem(tmp_path: Path, make, mess
     assert "\n" not in str(caught.value)
 
 
+def test_the_threaded_tuning_estimate_is_librosas() -> None:
+    import librosa
+
+    samples = load_song(EXAMPLE_SONG, mf.SAMPLE_RATE).samples
+    whole = np.abs(librosa.stft(samples, n_fft=mf.N_FFT, hop_length=mf.HOP_LENGTH)) ** 2
+    middle = whole.shape[1] // 2
+    for power in (whole, whole[:, middle : middle + 3]):  # a song, and fewer frames than threads
+        with mf.ThreadPoolExecutor(max_workers=mf.TUNING_THREADS) as pool:
+            threaded = mf.estimate_tuning(power, pool).result()
+        assert threaded == librosa.estimate_tuning(S=power, sr=mf.SAMPLE_RATE, bins_per_octave=mf.N_CHROMA)
+
+
 def test_silent_and_too_short_songs(tmp_path: Path) -> None:
     import soundfile
 
