@@ -102,24 +102,38 @@ def floor_height(positions: np.ndarray) -> float:
     return float(np.percentile(positions[..., 1].min(axis=1), FLOOR_PERCENTILE))
 
 
-def put_on_floor(joint_rotations: np.ndarray, root_translation: np.ndarray) -> np.ndarray:
-    """Shift the root vertically so the feet stand on y = 0 (see floor_height)."""
-    positions, _ = forward_kinematics(joint_rotations, root_translation)
+def body_positions(joint_rotations: np.ndarray) -> np.ndarray:
+    """(T, 24, 3, 3) local rotations -> (T, 24, 3) joint positions with the root at the origin:
+    moving the root moves them all, so one forward kinematics serves every root path below."""
+    return forward_kinematics(joint_rotations, np.zeros(3))[0]
+
+
+def put_on_floor(
+    joint_rotations: np.ndarray, root_translation: np.ndarray, body: np.ndarray | None = None
+) -> np.ndarray:
+    """Shift the root vertically so the feet stand on y = 0 (see floor_height); ``body``: the
+    rotations' ``body_positions`` when the caller has them."""
+    body = body_positions(joint_rotations) if body is None else body
     grounded = root_translation.copy()
-    grounded[:, 1] -= floor_height(positions)
+    grounded[:, 1] -= floor_height(body + root_translation[:, None])
     return grounded
 
 
 def plant_feet(
-    joint_rotations: np.ndarray, root_translation: np.ndarray, smoothing_frames: float = PLANT_SMOOTHING_FRAMES
+    joint_rotations: np.ndarray,
+    root_translation: np.ndarray,
+    smoothing_frames: float = PLANT_SMOOTHING_FRAMES,
+    body: np.ndarray | None = None,
 ) -> np.ndarray:
     """(T, 24, 3, 3) rotations + (T, 3) root -> the root with the foot on the floor kept from sliding.
 
     Each frame, the root's horizontal step is reduced by the step of the foot joint that was
     lowest, weighted by how close that foot is to the floor: a planted foot then stays where
     it is and the body moves over it, as a dancer pushes off the floor. Heights are untouched.
+    ``body``: the rotations' ``body_positions`` when the caller has them.
     """
-    positions, _ = forward_kinematics(joint_rotations, root_translation)
+    body = body_positions(joint_rotations) if body is None else body
+    positions = body + root_translation[:, None]
     feet = positions[:, list(FOOT_JOINTS)]
     lowest = feet[..., 1].argmin(axis=1)
     rows = np.arange(len(feet))
@@ -156,11 +170,13 @@ def settle_root(
     stage_radius_m: float,
     plant_passes: int = PLANT_PASSES,
     plant_smoothing_frames: float = PLANT_SMOOTHING_FRAMES,
+    body: np.ndarray | None = None,
 ) -> np.ndarray:
     """(T, 24, 3, 3), (T, 3) at FPS -> the root path as generation leaves it: feet planted
     (``plant_passes`` passes of ``plant_feet``), then kept on stage (``keep_on_stage``; 0: not)."""
+    body = body_positions(joint_rotations) if body is None else body
     for _ in range(plant_passes):
-        root_translation = plant_feet(joint_rotations, root_translation, plant_smoothing_frames)
+        root_translation = plant_feet(joint_rotations, root_translation, plant_smoothing_frames, body)
     return keep_on_stage(root_translation, FPS, stage_radius_m)
 
 
@@ -210,11 +226,13 @@ def generate(
     report("rotations", 0.0)
     upper, lower = generator.decode(upper_tokens, lower_tokens)
     rotations, translation = decode_motion(upper[: music.num_frames], lower[: music.num_frames])
-    translation = settle_root(rotations, translation, stage_radius_m)
+    body = body_positions(rotations)
+    translation = settle_root(rotations, translation, stage_radius_m, body=body)
     num_frames = max(1, round(music.duration_s * fps))
     if fps != FPS:
         rotations, translation = resample(rotations, translation, FPS, fps, num_frames)
-    translation = put_on_floor(rotations, translation)
+        body = body_positions(rotations)
+    translation = put_on_floor(rotations, translation, body)
     quaternions = make_quaternions_continuous(matrix_to_quaternion(rotations))
     report("rotations", 1.0)
     return Dance(
