@@ -241,9 +241,13 @@ def make_quaternions_continuous(quaternions: np.ndarray) -> np.ndarray:
     product keeps Blender's per-channel interpolation from taking the long way round.
     """
     quaternions = np.array(quaternions, dtype=np.float64, copy=True)
-    for t in range(1, quaternions.shape[0]):
-        dot = np.sum(quaternions[t] * quaternions[t - 1], axis=-1, keepdims=True)
-        quaternions[t] *= np.where(dot < 0.0, -1.0, 1.0)
+    # Frame t flips when its dot product with frame t-1 as that one ends up is negative, i.e.
+    # the flips' parity changes at each negative product of the raw frames: a running product,
+    # no loop over frames. (A product of exactly 0, a half turn apart, keeps the parity: either
+    # side is as near.)
+    dots = np.sum(quaternions[1:] * quaternions[:-1], axis=-1, keepdims=True)
+    signs = np.cumprod(np.where(dots < 0.0, -1.0, 1.0), axis=0)
+    quaternions[1:] *= signs
     return quaternions
 
 

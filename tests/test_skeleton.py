@@ -148,6 +148,12 @@ def test_quaternion_continuity() -> None:
     continuous = sk.make_quaternions_continuous(quaternions)
     assert np.all(np.sum(continuous[1:] * continuous[:-1], axis=-1) > 0)
     np.testing.assert_allclose(sk.quaternion_to_matrix(continuous), sk.quaternion_to_matrix(quaternions), atol=1e-12)
+    # Per joint, each frame on its own: random rotations of 24 joints, every second one negated.
+    joints = Rotation.random(40 * 24, random_state=3).as_quat(scalar_first=True).reshape(40, 24, 4)
+    joints[::2] *= -1
+    continuous = sk.make_quaternions_continuous(joints)
+    assert np.all(np.sum(continuous[1:] * continuous[:-1], axis=-1) >= 0)
+    assert np.all(np.abs(np.abs(continuous) - np.abs(joints)) == 0)
 
 
 def test_quaternion_product_composes_rotations_like_scipy() -> None:
