@@ -1,14 +1,15 @@
 """Generation speed and memory: a song of 30 s, 3 min and 10 min through the whole pipeline.
 
     .venv/bin/python benchmarks/generation.py [--seconds 30 180 600] [--runtime auto|onnx|torch]
-        [--device auto|cpu|cuda] [--song examples/florist_excerpt.ogg]
+        [--device auto|cpu|cuda] [--song examples/florist_excerpt.ogg] [--repeats 1]
 
 The song is the bundled example repeated to each length and written as Ogg Vorbis, so decoding
 is measured too. Each length runs in a fresh process with the generator already loaded (a warm
 backend), so that its peak RSS is its own. Prints one table row per length: decode, features,
 tokens, decode to rotations (VQ-VAE decoder, rotations, foot planting, stage, floor), total,
 real-time factor (total / song length), peak RSS (after loading the generator, after the
-features, at the end), and the GPU memory torch saw (torch runtime).
+features, at the end), and the GPU memory torch saw (torch runtime). With ``--repeats N`` each
+length runs N times (a row each) and the medians of the totals follow.
 Then the backend's cold start: ``python -m backend serve`` spawned to its ``ready`` line, and to
 the result of a first 10-s song submitted at once (librosa warms up after ``ready``).
 """
@@ -151,6 +152,7 @@ def main() -> None:
     parser.add_argument("--runtime", default="auto", choices=("auto", "onnx", "torch"))
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--song", type=Path, default=REPO / "examples" / "florist_excerpt.ogg")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each length (fresh processes)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # one song, in a fresh process
     args = parser.parse_args()
     if args.child is not None:
@@ -164,25 +166,31 @@ def main() -> None:
     )
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
-    rows = []
+    rows: dict[float, list[dict]] = {}
     with tempfile.TemporaryDirectory() as folder:
         for seconds in args.seconds:
             song = Path(folder) / f"song_{seconds:g}s.ogg"
             write_song(args.song, seconds, song)
             child = [sys.executable, __file__, "--child", str(song), "--runtime", args.runtime, "--device", args.device]
-            result = json.loads(subprocess.run(child, check=True, capture_output=True, text=True).stdout)
-            rows.append(result)
-            minutes, rest = divmod(round(result["duration"]), 60)
-            print(
-                f"| {minutes}:{rest:02d} | {result['decode']:.2f} | {result['features']:.2f} | {result['tokens']:.2f} "
-                f"| {result['rotations']:.2f} | {result['total']:.2f} | {result['total'] / result['duration']:.3f} "
-                f"| {result['rss_loaded_mb']:.0f} / {result['rss_features_mb']:.0f} / {result['peak_rss_mb']:.0f} "
-                f"| {result['gpu_mb']:.0f} |"
-            )
-        print(f"runtime: {rows[0]['runtime']} on {rows[0]['device']}")
-        print("networks' warm-up (s): " + ", ".join(f"{row['networks_warm_up']:.2f}" for row in rows))
-        if len(rows) > 1:
-            print(f"longest / second: {rows[-1]['total'] / rows[-2]['total']:.2f}x the time")
+            for _ in range(args.repeats):
+                result = json.loads(subprocess.run(child, check=True, capture_output=True, text=True).stdout)
+                rows.setdefault(seconds, []).append(result)
+                minutes, rest = divmod(round(result["duration"]), 60)
+                print(
+                    f"| {minutes}:{rest:02d} | {result['decode']:.2f} | {result['features']:.2f} "
+                    f"| {result['tokens']:.2f} | {result['rotations']:.2f} | {result['total']:.2f} "
+                    f"| {result['total'] / result['duration']:.3f} | {result['rss_loaded_mb']:.0f} "
+                    f"/ {result['rss_features_mb']:.0f} / {result['peak_rss_mb']:.0f} | {result['gpu_mb']:.0f} |"
+                )
+        every = [row for runs in rows.values() for row in runs]
+        print(f"runtime: {every[0]['runtime']} on {every[0]['device']}")
+        print("networks' warm-up (s): " + ", ".join(f"{row['networks_warm_up']:.2f}" for row in every))
+        medians = {seconds: float(np.median([row["total"] for row in runs])) for seconds, runs in rows.items()}
+        if args.repeats > 1:
+            print("median total (s): " + ", ".join(f"{seconds:g} s: {total:.2f}" for seconds, total in medians.items()))
+        if len(medians) > 1:
+            longest, second = list(medians.values())[-1], list(medians.values())[-2]
+            print(f"longest / second: {longest / second:.2f}x the time")
         first_song = Path(folder) / "first.ogg"
         write_song(args.song, FIRST_SONG_S, first_song)
         first_out = Path(folder) / "first.npz"
