@@ -95,8 +95,50 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
 
 
-def geometric_features(positions: np.ndarray) -> np.ndarray:
-    """(32,) fraction of frames (after the first) in which each body relation holds."""
+# The 32 relations, in the reference's order: (kind, joints, thresholds). Joint names are J's,
+# plus "zero", "y_unit", "minus_y_unit" (fixed points) and "y_min" (the frame's lowest height);
+# distances in metres (multiples of the template body's measures), angles in degrees. The
+# reference lists its fifth relation twice; kept, so that FID_g means what it means there.
+_HL, _SW, _HW = HUMERUS_LENGTH, SHOULDER_WIDTH, HIP_WIDTH
+GEOMETRIC_RELATIONS: tuple[tuple[str, tuple[str, ...], tuple[float, ...]], ...] = (
+    ("moving_normal", ("neck", "rhip", "lhip", "rwrist"), (1.8 * _HL,)),
+    ("moving_normal", ("neck", "lhip", "rhip", "lwrist"), (1.8 * _HL,)),
+    ("plane_normal", ("chest", "neck", "neck", "rwrist"), (0.2 * _HL,)),
+    ("plane_normal", ("chest", "neck", "neck", "lwrist"), (0.2 * _HL,)),
+    ("moving", ("belly", "chest", "chest"), (1.8 * _HL,)),
+    ("moving", ("belly", "chest", "chest"), (1.8 * _HL,)),
+    ("angle", ("relbow", "rshoulder", "relbow", "rwrist"), (0, 110)),
+    ("angle", ("lelbow", "lshoulder", "lelbow", "lwrist"), (0, 110)),
+    ("plane_normal", ("lshoulder", "rshoulder", "lwrist", "rwrist"), (2.5 * _SW,)),
+    ("moving", ("lwrist", "rwrist", "rwrist"), (1.4 * _HL,)),
+    ("moving", ("rwrist", "root", "lwrist"), (1.4 * _HL,)),
+    ("moving", ("lwrist", "root", "rwrist"), (1.4 * _HL,)),
+    ("fast", ("rwrist",), (2.5 * _HL,)),
+    ("fast", ("lwrist",), (2.5 * _HL,)),
+    ("plane", ("root", "lhip", "ltoes", "rankle"), (0.38 * _HL,)),
+    ("plane", ("root", "rhip", "rtoes", "lankle"), (0.38 * _HL,)),
+    ("plane_normal", ("zero", "y_unit", "y_min", "rankle"), (1.2 * _HL,)),
+    ("plane_normal", ("zero", "y_unit", "y_min", "lankle"), (1.2 * _HL,)),
+    ("plane_normal", ("lhip", "rhip", "lankle", "rankle"), (2.1 * _HW,)),
+    ("angle", ("rknee", "rhip", "rknee", "rankle"), (0, 110)),
+    ("angle", ("lknee", "lhip", "lknee", "lankle"), (0, 110)),
+    ("fast", ("rankle",), (2.5 * _HL,)),
+    ("fast", ("lankle",), (2.5 * _HL,)),
+    ("angle", ("neck", "root", "rshoulder", "relbow"), (25, 180)),
+    ("angle", ("neck", "root", "lshoulder", "lelbow"), (25, 180)),
+    ("angle", ("neck", "root", "rhip", "rknee"), (50, 180)),
+    ("angle", ("neck", "root", "lhip", "lknee"), (50, 180)),
+    ("plane", ("rankle", "neck", "lankle", "root"), (0.5 * _HL,)),
+    ("angle", ("neck", "root", "zero", "y_unit"), (70, 110)),
+    ("plane_normal", ("zero", "minus_y_unit", "y_min", "rwrist"), (-1.2 * _HL,)),
+    ("plane_normal", ("zero", "minus_y_unit", "y_min", "lwrist"), (-1.2 * _HL,)),
+    ("fast", ("root",), (2.3 * _HL,)),
+)
+GEOMETRIC_NAMES = tuple(f"{kind}({', '.join(joints)})" for kind, joints, _ in GEOMETRIC_RELATIONS)
+
+
+def geometric_relations(positions: np.ndarray) -> np.ndarray:
+    """(T - 1, 32) bool: whether each relation of GEOMETRIC_RELATIONS holds in each frame after the first."""
     now, before = positions[1:], positions[:-1]
     count = len(now)
     y_min = np.zeros((count, 3))
@@ -141,42 +183,14 @@ def geometric_features(positions: np.ndarray) -> np.ndarray:
     def fast(a: str, threshold: float) -> np.ndarray:
         return np.linalg.norm(at(a) - prev(a), axis=-1) / RELATION_FRAME_TIME > threshold
 
-    hl, sw, hw = HUMERUS_LENGTH, SHOULDER_WIDTH, HIP_WIDTH
-    relations = [
-        moving_normal("neck", "rhip", "lhip", "rwrist", 1.8 * hl),
-        moving_normal("neck", "lhip", "rhip", "lwrist", 1.8 * hl),
-        plane_normal("chest", "neck", "neck", "rwrist", 0.2 * hl),
-        plane_normal("chest", "neck", "neck", "lwrist", 0.2 * hl),
-        moving("belly", "chest", "chest", 1.8 * hl),
-        moving("belly", "chest", "chest", 1.8 * hl),
-        angle("relbow", "rshoulder", "relbow", "rwrist", 0, 110),
-        angle("lelbow", "lshoulder", "lelbow", "lwrist", 0, 110),
-        plane_normal("lshoulder", "rshoulder", "lwrist", "rwrist", 2.5 * sw),
-        moving("lwrist", "rwrist", "rwrist", 1.4 * hl),
-        moving("rwrist", "root", "lwrist", 1.4 * hl),
-        moving("lwrist", "root", "rwrist", 1.4 * hl),
-        fast("rwrist", 2.5 * hl),
-        fast("lwrist", 2.5 * hl),
-        plane("root", "lhip", "ltoes", "rankle", 0.38 * hl),
-        plane("root", "rhip", "rtoes", "lankle", 0.38 * hl),
-        plane_normal("zero", "y_unit", "y_min", "rankle", 1.2 * hl),
-        plane_normal("zero", "y_unit", "y_min", "lankle", 1.2 * hl),
-        plane_normal("lhip", "rhip", "lankle", "rankle", 2.1 * hw),
-        angle("rknee", "rhip", "rknee", "rankle", 0, 110),
-        angle("lknee", "lhip", "lknee", "lankle", 0, 110),
-        fast("rankle", 2.5 * hl),
-        fast("lankle", 2.5 * hl),
-        angle("neck", "root", "rshoulder", "relbow", 25, 180),
-        angle("neck", "root", "lshoulder", "lelbow", 25, 180),
-        angle("neck", "root", "rhip", "rknee", 50, 180),
-        angle("neck", "root", "lhip", "lknee", 50, 180),
-        plane("rankle", "neck", "lankle", "root", 0.5 * hl),
-        angle("neck", "root", "zero", "y_unit", 70, 110),
-        plane_normal("zero", "minus_y_unit", "y_min", "rwrist", -1.2 * hl),
-        plane_normal("zero", "minus_y_unit", "y_min", "lwrist", -1.2 * hl),
-        fast("root", 2.3 * hl),
-    ]
-    return np.stack(relations, axis=1).mean(axis=0).astype(np.float64)
+    kinds = {"moving": moving, "moving_normal": moving_normal, "plane": plane, "plane_normal": plane_normal}
+    kinds |= {"angle": angle, "fast": fast}
+    return np.stack([kinds[kind](*joints, *limits) for kind, joints, limits in GEOMETRIC_RELATIONS], axis=1)
+
+
+def geometric_features(positions: np.ndarray) -> np.ndarray:
+    """(32,) fraction of frames (after the first) in which each body relation holds."""
+    return geometric_relations(positions).mean(axis=0).astype(np.float64)
 
 
 def normalise(real: np.ndarray, generated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
