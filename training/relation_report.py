@@ -1,0 +1,89 @@
+"""Which body relations keep a generator's FID_g high: the geometric features one by one.
+
+    python -m training.relation_report --dataset data/dataset.npz [--model models/weights/generator.safetensors]
+        [--also runs/other.safetensors ...] [--seeds 0 1]
+
+FID_g (``training/dance_features.py``) compares the 32 geometric relations (a hand moving fast,
+a knee bent, an ankle in front of the other leg's plane, ...), each the share of a 10-s clip's
+frames in which it holds, normalised by the held-out captures' mean and standard deviation.
+Its mean term is the sum over relations of the squared normalised difference of the two sets'
+means. This prints, per relation, the held-out captures' mean and deviation and, for each
+method, its mean and that relation's part of the mean term: what to look at when FID_g is high.
+
+Methods, on the held-out Tang songs: each generator (danced as the product does, stage radius
+included), the retrieval baseline of the quality report, the training captures (other songs),
+and the held-out captures mirrored left-right as the training data's mirrored copies are.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from backend.generator import DanceGenerator
+from backend.motion_representation import decode_motion
+from backend.music_features import FPS
+from backend.pipeline import STAGE_RADIUS_M
+
+from .dance_features import GEOMETRIC_NAMES, frechet_distance, geometric_features, normalise, prepare
+from .evaluate import features_as_music
+from .prepare_data import mirror_motion
+from .quality_report import Motion, clips, generated_dance, load_captures, motion_from, retrieval_dance
+
+
+def relation_shares(motions: list[Motion]) -> np.ndarray:
+    """(clips, 32) geometric features of the 10-s clips of ``motions``."""
+    return np.stack([geometric_features(prepare(clip, FPS)) for clip in clips(motions)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", type=Path, required=True, help="prepare_data fit output (captures)")
+    parser.add_argument("--model", type=Path, default=None, help="generator checkpoint (default: the shipped one)")
+    parser.add_argument("--also", type=Path, nargs="*", default=[], help="more generators, each named by its file")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--stage-radius", type=float, default=STAGE_RADIUS_M, help="metres (0: not held)")
+    args = parser.parse_args()
+
+    captures = load_captures(args.dataset)
+    held = [k for k, held_out in enumerate(captures.held_out) if held_out]
+    real = relation_shares([captures.motions[k] for k in held])
+    generators = {"ours": DanceGenerator.load(args.model, "cpu")}
+    generators |= {path.stem: DanceGenerator.load(path, "cpu") for path in args.also}
+    methods: dict[str, list[Motion]] = {}
+    for name, generator in generators.items():
+        methods[name] = [
+            generated_dance(generator, features_as_music(captures.features[k]), seed, stage_radius_m=args.stage_radius)
+            for k in held
+            for seed in args.seeds
+        ]
+    methods["retrieval"] = [retrieval_dance(captures.features[k], captures) for k in held]
+    methods["training captures"] = [
+        motion for motion, held_out in zip(captures.motions, captures.held_out, strict=True) if not held_out
+    ]
+    methods["held-out captures, mirrored"] = [
+        motion_from(*mirror_motion(*decode_motion(*captures.streams[k]))) for k in held
+    ]
+    shares = {name: relation_shares(motions) for name, motions in methods.items()}
+
+    mean, deviation = real.mean(axis=0), real.std(axis=0)
+    scale = np.where(deviation > 0, deviation, 1.0)  # as dance_features.normalise
+    print(f"held-out captures: {len(real)} clips; per method: the relation's mean share of frames, and its part")
+    print("of FID_g's mean term ((mean - captures' mean) / captures' deviation)²\n")
+    print("| relation | captures | deviation | " + " | ".join(shares) + " |")
+    print("|---|---|---|" + "---|" * len(shares))
+    for i, name in enumerate(GEOMETRIC_NAMES):
+        cells = [f"{s[:, i].mean():.2f} ({((s[:, i].mean() - mean[i]) / scale[i]) ** 2:.1f})" for s in shares.values()]
+        print(f"| {i}: {name} | {mean[i]:.2f} | {deviation[i]:.2f} | " + " | ".join(cells) + " |")
+    totals = []
+    for s in shares.values():
+        real_normal, method_normal = normalise(real, s)
+        mean_term = float(np.sum((real_normal.mean(axis=0) - method_normal.mean(axis=0)) ** 2))
+        totals.append(f"{frechet_distance(real_normal, method_normal):.1f} (mean term {mean_term:.1f}; {len(s)} clips)")
+    print("| FID_g | | | " + " | ".join(totals) + " |")
+
+
+if __name__ == "__main__":
+    main()
