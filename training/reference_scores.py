@@ -10,7 +10,9 @@ our pipeline, so that a generator's numbers can be read against what is reachabl
 - **held-out captures, through the VQ-VAE**: each capture encoded to tokens and decoded, the
   best any generator that speaks in this VQ-VAE's tokens could do;
 - each of those **as generation leaves a dance**: feet planted and, with a stage radius,
-  the slow part of the root's path held near its start (``backend.pipeline.settle_root``).
+  the slow part of the root's path held near its start (``backend.pipeline.settle_root``);
+- **mirrored left-right**, as the training data's mirrored copies are: the same dances with
+  the other handedness, which the held-out captures (all one way) never show.
 
 Needs torch (the VQ-VAE's encoder is not among the shipped ONNX graphs).
 """
@@ -30,6 +32,7 @@ from models.checkpoint import read_checkpoint, restore_network
 from models.vqvae import MotionVQVAE, VQVAEConfig
 
 from . import dance_features
+from .prepare_data import mirror_motion
 from .quality_report import Motion, clips, load_captures, motion_from
 
 
@@ -60,6 +63,7 @@ def main() -> None:
     vqvae = restore_network(configs, tensors, "vqvae", VQVAEConfig, MotionVQVAE, str(args.generator)).eval()
     captures = load_captures(args.dataset)
     held = [streams for streams, held_out in zip(captures.streams, captures.held_out, strict=True) if held_out]
+    trained = [streams for streams, held_out in zip(captures.streams, captures.held_out, strict=True) if not held_out]
     real = clips([motion for motion, held_out in zip(captures.motions, captures.held_out, strict=True) if held_out])
     coded = [through_vqvae(vqvae, *streams) for streams in held]
     radius = args.stage_radius
@@ -72,6 +76,8 @@ def main() -> None:
         "held-out captures through the VQ-VAE": [motion_from(*decode_motion(*streams)) for streams in coded],
         "through the VQ-VAE, feet planted": [settled(streams, 0.0) for streams in coded],
         f"through the VQ-VAE, feet planted, stage radius {radius:g} m": [settled(streams, radius) for streams in coded],
+        "held-out captures, mirrored": [motion_from(*mirror_motion(*decode_motion(*streams))) for streams in held],
+        "training captures, mirrored": [motion_from(*mirror_motion(*decode_motion(*streams))) for streams in trained],
     }
     print(f"against {len(real)} clips of {len(held)} held-out captures\n")
     print("| reference | clips | FID_k | FID_g | Div_k | Div_g | FID_k fixed | Div_k fixed |")
