@@ -198,7 +198,7 @@ def test_actor_critic_runs_resumes_and_writes_a_gpt(tmp_path: Path) -> None:
 
 
 def tiny_dataset(path: Path, dances: int = 4, frames: int = 160) -> None:
-    """prepare_data fit's format: the last dance held out."""
+    """prepare_data fit's format: the last dance held out, every second one a mirrored copy."""
     from backend.motion_representation import encode_motion
 
     rows = [encode_motion(*known_dance(frames)) for _ in range(dances)]
@@ -207,6 +207,7 @@ def tiny_dataset(path: Path, dances: int = 4, frames: int = 160) -> None:
         path,
         names=np.array([f"dance{k}" for k in range(dances)]),
         held_out=np.array([k == dances - 1 for k in range(dances)]),
+        mirrored=np.array([k % 2 == 1 for k in range(dances)]),
         lengths=np.full(dances, frames),
         music_lengths=np.full(dances, frames),
         upper=np.concatenate([upper for upper, _ in rows]),
@@ -324,6 +325,8 @@ def test_aistpp_sequences_land_in_the_training_form(tmp_path: Path) -> None:
 
     data = Dataset.load(out)
     assert len(data.names) == 4 and data.held_out.tolist() == [False, False, True, True]
+    assert data.mirrored.tolist() == [False, True, False, True]
+    assert data.indices(held_out=True) == [2, 3] and data.indices(held_out=True, mirrored=False) == [2]
     assert data.upper[0].shape == (61, 90) and data.features[0].shape == (61, 57)
 
 

@@ -20,6 +20,7 @@ class Dataset:
 
     names: list[str]
     held_out: np.ndarray
+    mirrored: np.ndarray  # (dances,) bool: a left-right mirrored copy of a capture
     upper: list[np.ndarray]
     lower: list[np.ndarray]
     features: list[np.ndarray]
@@ -37,14 +38,20 @@ class Dataset:
         return cls(
             names=[str(n) for n in data["names"]],
             held_out=data["held_out"].astype(bool),
+            mirrored=data["mirrored"].astype(bool),
             upper=split(data["upper"], bounds),
             lower=split(data["lower"], bounds),
             features=split(data["features"], bounds),
             music_features=split(data["music_features"], music_bounds),
         )
 
-    def indices(self, held_out: bool) -> list[int]:
-        return [i for i in range(len(self.names)) if bool(self.held_out[i]) == held_out]
+    def indices(self, held_out: bool, mirrored: bool = True) -> list[int]:
+        """The dances of one split; with ``mirrored=False`` without the mirrored copies."""
+        return [
+            i
+            for i in range(len(self.names))
+            if bool(self.held_out[i]) == held_out and (mirrored or not self.mirrored[i])
+        ]
 
 
 def sample_windows(

@@ -111,6 +111,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--minutes", type=float, default=8.0)
     parser.add_argument("--max-steps", type=int, default=100_000)
+    parser.add_argument(
+        "--without-mirrored",
+        action="store_true",
+        help="train and score on the captures' own handedness only (no mirrored copies)",
+    )
     args = parser.parse_args()
     cfg = TrainConfig()
     env = setup_distributed()
@@ -121,8 +126,9 @@ def main() -> None:
     configs, tensors, _ = read_checkpoint(args.vqvae)
     vqvae = restore_network(configs, tensors, "vqvae", VQVAEConfig, MotionVQVAE, str(args.vqvae))
     vqvae.to(env.device).eval()
-    train = tokenize(data, data.indices(held_out=False), vqvae, env.device)
-    held = tokenize(data, data.indices(held_out=True), vqvae, env.device)
+    mirrored = not args.without_mirrored
+    train = tokenize(data, data.indices(held_out=False, mirrored=mirrored), vqvae, env.device)
+    held = tokenize(data, data.indices(held_out=True, mirrored=mirrored), vqvae, env.device)
     per_token = vqvae.cfg.frames_per_token
 
     gpt = MotionGPT(GPTConfig(frames_per_token=per_token, context_steps=cfg.steps_per_window, dropout=cfg.dropout))
