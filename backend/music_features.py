@@ -136,21 +136,27 @@ def beat_phase(num_frames: int, beat_frames: np.ndarray, fps: float) -> np.ndarr
 def estimate_tuning(power: np.ndarray, pool: ThreadPoolExecutor) -> Future[float]:
     """``librosa.estimate_tuning(S=power, sr=SAMPLE_RATE, bins_per_octave=N_CHROMA)``, the same
     value, with its pitch tracking (frame by frame, most of its time) split over the pool's
-    threads; numpy lets go of the GIL in its array loops, so the parts overlap."""
+    threads; numpy lets go of the GIL in its array loops, so the parts overlap. Each part keeps
+    only its peaks, so the whole song's (bins, frames) tracks are never held twice."""
     import librosa
+
+    def peaks(part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pitch, magnitude = librosa.piptrack(S=part, sr=SAMPLE_RATE)
+        voiced = pitch > 0
+        return pitch[voiced], magnitude[voiced]
 
     count = max(1, min(TUNING_THREADS, power.shape[1]))
     bounds = np.linspace(0, power.shape[1], count + 1).round().astype(int)
-    parts = [pool.submit(librosa.piptrack, S=power[:, a:b], sr=SAMPLE_RATE) for a, b in itertools.pairwise(bounds)]
+    parts = [pool.submit(peaks, power[:, a:b]) for a, b in itertools.pairwise(bounds)]
 
     def tuning() -> float:
         tracked = [part.result() for part in parts]
-        pitch = np.concatenate([pitch for pitch, _ in tracked], axis=1)
-        magnitude = np.concatenate([magnitude for _, magnitude in tracked], axis=1)
-        # As librosa: the pitches of peaks at least as strong as the median peak.
-        voiced = pitch > 0
-        threshold = np.median(magnitude[voiced]) if voiced.any() else 0.0
-        return float(librosa.pitch_tuning(pitch[(magnitude >= threshold) & voiced], bins_per_octave=N_CHROMA))
+        pitch = np.concatenate([pitch for pitch, _ in tracked])
+        magnitude = np.concatenate([magnitude for _, magnitude in tracked])
+        # As librosa: the pitches of peaks at least as strong as the median peak (a histogram
+        # of them, so their order does not matter).
+        threshold = np.median(magnitude) if magnitude.size else 0.0
+        return float(librosa.pitch_tuning(pitch[magnitude >= threshold], bins_per_octave=N_CHROMA))
 
     return pool.submit(tuning)
 
