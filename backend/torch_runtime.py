@@ -46,8 +46,8 @@ class GraphedRing:
     """Generation on CUDA: the cache is a ring updated in place (``ring_generation_step``), and
     each call replays a CUDA graph, one per input count (1 and 2 positions), captured once.
 
-    A call's work is ~160 tiny kernels; launched one by one from Python they cost ~8 ms on an
-    H100, replayed from a graph 0.31 ms (one position) and 0.44 ms (two) on an H200. Inputs go in
+    A call's work is ~150 tiny kernels; launched one by one from Python they cost ~8 ms on an
+    H100, replayed from a graph 0.29 ms (one position) and 0.43 ms (two) on an H200. Inputs go in
     through pinned host buffers and the logits come back through one: a call is two small
     copies, a replay and one wait. (The earlier cache, copied into a graph's static tensors and
     trimmed every call, cost 1.6 ms a step instead of 1.0; torch.compile's fused kernels would
