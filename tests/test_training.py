@@ -142,6 +142,25 @@ def test_a_short_pause_is_not_charged_as_slow_but_sustained_slowness_is() -> Non
     assert per_step[30:33].max() < -0.4  # the old charge, per step, would have paid for the pause
 
 
+def test_a_scored_rollout_carries_its_watched_relations() -> None:
+    from backend.motion_representation import decode_motion, encode_motion
+    from backend.pipeline import floor_height
+    from training.beat_reward import RewardWeights
+    from training.dance_features import geometric_features, prepare
+    from training.train_actor_critic import WATCHED_RELATIONS, score_one
+
+    upper, lower = encode_motion(*known_dance(96))
+    beats = np.zeros(96, dtype=bool)
+    beats[::15] = True
+    rewards, parts = score_one((upper, lower, beats, 4, RewardWeights()))
+    assert rewards.shape == (24,)
+    positions, _ = sk.forward_kinematics(*decode_motion(upper, lower))
+    positions[..., 1] -= floor_height(positions)
+    expected = geometric_features(prepare(positions, 30))
+    for i in WATCHED_RELATIONS:
+        assert parts[f"relation_{i}"] == expected[i] and 0.0 <= expected[i] <= 1.0
+
+
 def test_the_entropy_bonus_widens_the_policy() -> None:
     """token_log_probs' entropy is the two heads' Categorical entropies, and a step on the
     bonus alone (advantage zero) raises it."""

@@ -31,7 +31,7 @@ import torch
 from torch.nn import functional as F
 
 from backend.motion_representation import decode_motion
-from backend.music_features import BEAT_COLUMN
+from backend.music_features import BEAT_COLUMN, FPS
 from backend.pipeline import floor_height
 from bailando_blender.skeleton import forward_kinematics
 from models.checkpoint import read_checkpoint, restore_network, save_checkpoint
@@ -41,8 +41,15 @@ from models.vqvae import MotionVQVAE, VQVAEConfig
 
 from .beat_reward import RewardWeights, step_rewards
 from .common import Logger, optimiser_step, setup_distributed
+from .dance_features import geometric_features, prepare
 
 MAX_GRAD_NORM = 1.0  # gradient clipping of both networks, as the GPT's own training
+# Geometric relations (dance_features.GEOMETRIC_RELATIONS) whose share of the rollouts' frames
+# is logged: those version 2's critic stage moved furthest from the captures' (the wrists
+# along the torso's normal, the right hand above the neck, the hands apart, the right hand
+# against the left, the right ankle off the left leg's plane; model card), so that a run
+# shows such a drift while it happens. The held-out captures: 0.35, 0.31, 0.03, 0.63, 0.33, 0.29.
+WATCHED_RELATIONS = (0, 1, 2, 8, 11, 14)
 
 
 @dataclass
@@ -112,12 +119,15 @@ def token_log_probs(
 
 
 def score_one(task: tuple[np.ndarray, np.ndarray, np.ndarray, int, RewardWeights]) -> tuple[np.ndarray, dict]:
-    """One rollout's motion vectors -> its step rewards (run in worker processes)."""
+    """One rollout's motion vectors -> its step rewards and their parts, with the shares of
+    the WATCHED_RELATIONS (``relation_<i>``) for the log (run in worker processes)."""
     upper_motion, lower_motion, beats, per_token, weights = task
     rotations, translation = decode_motion(upper_motion, lower_motion)
     positions, _ = forward_kinematics(rotations, translation)
     positions[..., 1] -= floor_height(positions)  # as the pipeline grounds dances
-    return step_rewards(positions, beats, per_token, weights)
+    rewards, parts = step_rewards(positions, beats, per_token, weights)
+    shares = geometric_features(prepare(positions, FPS))
+    return rewards, parts | {f"relation_{i}": float(shares[i]) for i in WATCHED_RELATIONS}
 
 
 def score(
