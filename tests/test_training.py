@@ -152,8 +152,11 @@ def test_a_scored_rollout_carries_its_watched_relations() -> None:
     upper, lower = encode_motion(*known_dance(96))
     beats = np.zeros(96, dtype=bool)
     beats[::15] = True
-    rewards, parts = score_one((upper, lower, beats, 4, RewardWeights()))
+    rewards, parts = score_one((upper, lower, beats, 4, RewardWeights(), True))
     assert rewards.shape == (24,)
+    unwatched_rewards, unwatched = score_one((upper, lower, beats, 4, RewardWeights(), False))
+    np.testing.assert_array_equal(unwatched_rewards, rewards)
+    assert unwatched == {key: value for key, value in parts.items() if not key.startswith("relation_")}
     positions, _ = sk.forward_kinematics(*decode_motion(upper, lower))
     positions[..., 1] -= floor_height(positions)
     expected = geometric_features(prepare(positions, 30))

@@ -118,14 +118,19 @@ def token_log_probs(
     return up + down, entropy
 
 
-def score_one(task: tuple[np.ndarray, np.ndarray, np.ndarray, int, RewardWeights]) -> tuple[np.ndarray, dict]:
-    """One rollout's motion vectors -> its step rewards and their parts, with the shares of
-    the WATCHED_RELATIONS (``relation_<i>``) for the log (run in worker processes)."""
-    upper_motion, lower_motion, beats, per_token, weights = task
+def score_one(
+    task: tuple[np.ndarray, np.ndarray, np.ndarray, int, RewardWeights, bool],
+) -> tuple[np.ndarray, dict]:
+    """One rollout's motion vectors -> its step rewards and their parts, and when ``watch`` (the
+    task's last item: an iteration that logs) the shares of the WATCHED_RELATIONS
+    (``relation_<i>``), which only the log reads (run in worker processes)."""
+    upper_motion, lower_motion, beats, per_token, weights, watch = task
     rotations, translation = decode_motion(upper_motion, lower_motion)
     positions, _ = forward_kinematics(rotations, translation)
     positions[..., 1] -= floor_height(positions)  # as the pipeline grounds dances
     rewards, parts = step_rewards(positions, beats, per_token, weights)
+    if not watch:
+        return rewards, parts
     shares = geometric_features(prepare(positions, FPS))
     return rewards, parts | {f"relation_{i}": float(shares[i]) for i in WATCHED_RELATIONS}
 
@@ -137,14 +142,16 @@ def score(
     music: np.ndarray,
     weights: RewardWeights,
     pool: multiprocessing.pool.Pool | None,
+    watch: bool = False,
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """(B, L) rewards of the rollouts and the mean of their parts."""
+    """(B, L) rewards of the rollouts and the mean of their parts (with the watched relations'
+    shares when ``watch``)."""
     with torch.no_grad():
         upper_motion, lower_motion = vqvae.decode(upper, lower)
     upper_motion, lower_motion = upper_motion.float().cpu().numpy(), lower_motion.float().cpu().numpy()
     per_token = vqvae.cfg.frames_per_token
     tasks = [
-        (upper_motion[i], lower_motion[i], music[i, :, BEAT_COLUMN] > 0.5, per_token, weights)
+        (upper_motion[i], lower_motion[i], music[i, :, BEAT_COLUMN] > 0.5, per_token, weights, watch)
         for i in range(len(upper_motion))
     ]
     results = pool.map(score_one, tasks) if pool is not None else [score_one(task) for task in tasks]
@@ -259,7 +266,8 @@ def main() -> None:
         music_np = sample_music(rng, songs, frames, cfg.batch)
         music = torch.from_numpy(music_np).to(env.device)
         upper, lower = rollout(gpt, music, cfg.rollout_steps)
-        rewards_np, parts = score(vqvae, upper, lower, music_np, cfg.reward, pool)
+        logs_now = (iteration + 1) % cfg.log_every == 0
+        rewards_np, parts = score(vqvae, upper, lower, music_np, cfg.reward, pool, watch=logs_now)
         rewards = torch.from_numpy(rewards_np).float().to(env.device)
 
         training_actor = iteration >= cfg.critic_warmup
@@ -280,7 +288,7 @@ def main() -> None:
             actor_loss = -(advantage * log_probs).mean() - cfg.entropy_weight * entropy.mean()
             optimiser_step(actor_optimiser, actor_loss, gpt.parameters(), MAX_GRAD_NORM)
         iteration += 1
-        if iteration % cfg.log_every == 0:
+        if logs_now:
             logger.log(
                 iteration,
                 reward=float(rewards_np.mean()),
