@@ -209,14 +209,24 @@ def test_actor_critic_runs_resumes_and_writes_a_gpt(tmp_path: Path) -> None:
     ]  # fmt: skip
     first = subprocess.run([*command, "--max-iterations", "2"], cwd=REPO, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
-    second = subprocess.run([*command, "--max-iterations", "3"], cwd=REPO, capture_output=True, text=True)
+    second = subprocess.run(
+        [*command, "--max-iterations", "3", "--keep-every", "3"], cwd=REPO, capture_output=True, text=True
+    )
     assert second.returncode == 0, second.stderr
+    kept = sorted(path.name for path in (tmp_path / "ac").glob("gpt_*.safetensors"))
+    assert kept == ["gpt_3.safetensors"]  # iterations 1 and 2 ran without --keep-every
     from models.checkpoint import read_checkpoint, restore_network
     from models.gpt import GPTConfig, MotionGPT
 
     configs, tensors, extra = read_checkpoint(tmp_path / "ac" / "gpt.safetensors")
     assert extra["ac_iterations"] == "3"
     assert isinstance(restore_network(configs, tensors, "gpt", GPTConfig, MotionGPT, "gpt"), MotionGPT)
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "ac" / "gpt_3.safetensors"), framework="pt") as kept_file:
+        assert kept_file.metadata()["ac_iterations"] == "3"
+        assert kept_file.get_tensor(kept_file.keys()[0]).dtype == torch.float16
 
 
 def tiny_dataset(path: Path, dances: int = 4, frames: int = 160) -> None:
@@ -480,3 +490,18 @@ def test_export_interpolates_between_the_gpt_and_the_finetuned_policy(tmp_path: 
     save_checkpoint(tmp_path / "wider.safetensors", {"gpt": MotionGPT(wider)}, {"gpt": wider})
     with pytest.raises(SystemExit, match="differ in shape"):
         run("--base-gpt", str(tmp_path / "wider.safetensors"))
+
+
+def test_saved_song_features_are_the_songs_own(tmp_path: Path, click_song: Path) -> None:
+    from backend.music_features import song_features
+    from training.prepare_data import save_song_features
+    from training.quality_report import saved_songs
+
+    save_song_features([click_song, click_song], tmp_path / "songs.npz")
+    saved = saved_songs(tmp_path / "songs.npz")
+    direct = song_features(click_song)
+    assert [name for name, _ in saved] == [click_song.name, click_song.name]
+    for _, music in saved:
+        np.testing.assert_array_equal(music.features, direct.features)
+        np.testing.assert_allclose(music.beat_times, direct.beat_times)
+    assert saved_songs(None) == []

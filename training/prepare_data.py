@@ -9,6 +9,9 @@ python -m training.prepare_data fit --inputs data/inputs.npz --out data/dataset.
     upper/lower streams, plus a left-right mirrored copy of every dance.
 python -m training.prepare_data rl-music --inputs data/inputs.npz --out data/rl_music.npz
     the music the actor-critic stage dances to (no evaluation songs).
+python -m training.prepare_data song-features SONG.ogg ... --out data/unseen_songs.npz
+    the features of songs to evaluate on (float32, as generation computes them), so that
+    ``quality_report --song-features`` runs where librosa is not installed.
 python -m training.prepare_data aistpp --motions DIR --music DIR --out data/aistpp.npz
     AIST++ sequences (already SMPL rotations) in the form ``fit`` writes.
 """
@@ -278,6 +281,21 @@ def aistpp(motions: Path, music: Path, out: Path, held_out: set[str]) -> None:
     print(f"wrote {out}: {len(paths)} AIST++ sequences (and their mirror images), {sum(lengths) // 2} frames each way")
 
 
+def save_song_features(songs: list[Path], out: Path) -> None:
+    """Each song's (F, 57) features, float32, in rl-music's layout (names, lengths, features)."""
+    from backend.music_features import song_features
+
+    pieces = [song_features(song).features for song in songs]
+    with atomic_output(out) as temporary, open(temporary, "wb") as stream:
+        np.savez(
+            stream,
+            names=np.array([song.name for song in songs]),
+            lengths=np.array([len(piece) for piece in pieces]),
+            features=np.concatenate(pieces).astype(np.float32),
+        )
+    print(f"wrote {out}: {len(songs)} songs, {sum(map(len, pieces)) / FPS / 60:.1f} minutes")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -294,6 +312,9 @@ def main() -> None:
     reward_music = commands.add_parser("rl-music")
     reward_music.add_argument("--inputs", type=Path, required=True)
     reward_music.add_argument("--out", type=Path, required=True)
+    evaluation_songs = commands.add_parser("song-features")
+    evaluation_songs.add_argument("songs", type=Path, nargs="+")
+    evaluation_songs.add_argument("--out", type=Path, required=True)
     aist = commands.add_parser("aistpp")
     aist.add_argument("--motions", type=Path, required=True, help="folder of AIST++ motion pickles")
     aist.add_argument("--music", type=Path, required=True, help="folder of AIST++ music (<music id>.wav)")
@@ -306,6 +327,8 @@ def main() -> None:
         collect(args.tang, args.music, args.out)
     elif args.command == "rl-music":
         rl_music(args.inputs, args.out)
+    elif args.command == "song-features":
+        save_song_features(args.songs, args.out)
     else:
         fit(args.inputs, args.out, args.device, args.iterations, args.limit)
 

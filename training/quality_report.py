@@ -163,6 +163,18 @@ def generated_dance(
     return motion_from(quaternion_to_matrix(dance.joint_rotations), dance.root_translation)
 
 
+def saved_songs(path: Path | None) -> list[tuple[str, MusicFeatures]]:
+    """(name, features) of each song in a ``prepare_data song-features`` file; none without one."""
+    if path is None:
+        return []
+    data = np.load(path)
+    edges = np.concatenate([[0], np.cumsum(data["lengths"])])
+    return [
+        (str(name), features_as_music(data["features"][edges[i] : edges[i + 1]]))
+        for i, name in enumerate(data["names"])
+    ]
+
+
 def mean_row(rows: list[dict[str, float]]) -> dict[str, float]:
     means = {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
     means["longest_frozen_s"] = float(max(row["longest_frozen_s"] for row in rows))
@@ -208,6 +220,10 @@ def main() -> None:
         "--also", type=Path, nargs="*", default=[], help="more generators (candidates), each named by its file"
     )
     parser.add_argument("--songs", type=Path, nargs="*", default=[])
+    parser.add_argument(
+        "--song-features", type=Path, default=None, help="more unseen songs, as prepare_data song-features saved them"
+    )
+    parser.add_argument("--device", default="cpu", help="where torch runs the generators: cpu / cuda / auto")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--out", type=Path, default=None, help="write every number as JSON")
     parser.add_argument(
@@ -224,17 +240,17 @@ def main() -> None:
     captures = load_captures(args.dataset)
     held = [k for k, held_out in enumerate(captures.held_out) if held_out]
     real_clips = clips([captures.motions[k] for k in held])
-    ours = DanceGenerator.load(args.model, "cpu")
+    ours = DanceGenerator.load(args.model, args.device)
     # method -> (generator, sampling temperature)
     models = {
         "ours": (ours, 1.0),
         **{f"ours, temperature {t:g}": (ours, t) for t in args.temperatures},
-        "without critic": (DanceGenerator.load(args.without_critic, "cpu"), 1.0),
-        **{path.stem: (DanceGenerator.load(path, "cpu"), 1.0) for path in args.also},
+        "without critic": (DanceGenerator.load(args.without_critic, args.device), 1.0),
+        **{path.stem: (DanceGenerator.load(path, args.device), 1.0) for path in args.also},
     }
     song_sets = {
         "held-out Tang songs": [(captures.names[k], features_as_music(captures.features[k])) for k in held],
-        "unseen songs": [(song.name, song_features(song)) for song in args.songs],
+        "unseen songs": [(song.name, song_features(song)) for song in args.songs] + saved_songs(args.song_features),
     }
     report: dict[str, dict] = {}
     for title, pieces in song_sets.items():

@@ -11,7 +11,9 @@ scores every token step, and moves the actor along the advantage (discounted ret
 the critic's value) with a KL penalty to the starting policy, which keeps the moves close
 to the captures', and an optional bonus on the policy's entropy, which keeps them varied.
 The critic is trained alone first. Resumes from ``<out>/train_state.pt``;
-writes ``<out>/gpt.safetensors`` for ``training.export``.
+writes ``<out>/gpt.safetensors`` for ``training.export`` and, with ``--keep-every N``, the
+actor every N iterations as ``<out>/gpt_<iteration>.safetensors`` (fp16, as shipped), so that
+a run's checkpoints can be compared afterwards.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class ActorCriticConfig:
     entropy_weight: float = 0.0
     log_every: int = 10
     save_every: int = 50
+    keep_every: int = 0  # iterations between kept snapshots of the actor; 0: none
     reward: RewardWeights = field(default_factory=RewardWeights)
 
 
@@ -194,6 +197,9 @@ def main() -> None:
         "--entropy-weight", type=float, default=defaults.entropy_weight, help="bonus on the policy's entropy per step"
     )
     parser.add_argument(
+        "--keep-every", type=int, default=defaults.keep_every, help="keep the actor every N iterations (0: never)"
+    )
+    parser.add_argument(
         "--score-workers", type=int, default=0, help="processes scoring rollouts (default: the cores / GPUs)"
     )
     args = parser.parse_args()
@@ -205,6 +211,7 @@ def main() -> None:
         kl_weight=args.kl_weight,
         actor_learning_rate=args.actor_learning_rate,
         entropy_weight=args.entropy_weight,
+        keep_every=args.keep_every,
         reward=dataclasses.replace(defaults.reward, hit=args.hit_weight),
     )
     env = setup_distributed()
@@ -300,6 +307,14 @@ def main() -> None:
             )
         if iteration % cfg.save_every == 0:
             save()
+        if env.main and cfg.keep_every and iteration % cfg.keep_every == 0:
+            save_checkpoint(
+                args.out / f"gpt_{iteration}.safetensors",
+                {"gpt": gpt},
+                {"gpt": gpt.cfg},
+                dtype=torch.float16,
+                extra={"ac_iterations": str(iteration)},
+            )
     save()
     if pool is not None:
         pool.close()
