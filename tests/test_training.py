@@ -205,7 +205,7 @@ def test_actor_critic_runs_resumes_and_writes_a_gpt(tmp_path: Path) -> None:
     command = [
         sys.executable, "-m", "training.train_actor_critic", "--generator", str(weights),
         "--music", str(tmp_path / "music.npz"), "--out", str(tmp_path / "ac"),
-        "--batch", "2", "--rollout-steps", "12", "--critic-warmup", "1",
+        "--batch", "2", "--rollout-steps", "12", "--critic-warmup", "1", "--slow-weight", "0.5",
     ]  # fmt: skip
     first = subprocess.run([*command, "--max-iterations", "2"], cwd=REPO, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr

@@ -7,8 +7,10 @@
 Two song sets:
 - **held-out Tang songs** (never trained on): ground truth = their captures as fitted by
   ``prepare_data fit``; the methods dance to the same music;
-- **unseen songs** (``--songs``; no ground truth).
-Methods: the model (``--model``), the GPT without the actor-critic stage (``--without-critic``),
+- **unseen songs** (``--songs``, or their features saved by ``prepare_data song-features`` and
+  given as ``--song-features``; no ground truth).
+Methods: the model (``--model``), the GPT without the actor-critic stage (``--without-critic``,
+optional),
 any candidates (``--also``, each named by its file), and retrieval: for every 8-s stretch of
 the song, the training capture's stretch whose music features are nearest, laid end to end
 with the root carried over. The models' dances are made as the product makes them, held
@@ -215,7 +217,9 @@ def main() -> None:
     parser.add_argument("--inputs", type=Path, required=True, help="prepare_data collect output (held-out music)")
     parser.add_argument("--dataset", type=Path, required=True, help="prepare_data fit output (captures)")
     parser.add_argument("--model", type=Path, default=None, help="generator checkpoint (default: the shipped one)")
-    parser.add_argument("--without-critic", type=Path, required=True, help="the generator before the critic stage")
+    parser.add_argument(
+        "--without-critic", type=Path, default=None, help="the generator before the critic stage (a baseline row)"
+    )
     parser.add_argument(
         "--also", type=Path, nargs="*", default=[], help="more generators (candidates), each named by its file"
     )
@@ -245,7 +249,11 @@ def main() -> None:
     models = {
         "ours": (ours, 1.0),
         **{f"ours, temperature {t:g}": (ours, t) for t in args.temperatures},
-        "without critic": (DanceGenerator.load(args.without_critic, args.device), 1.0),
+        **(
+            {"without critic": (DanceGenerator.load(args.without_critic, args.device), 1.0)}
+            if args.without_critic
+            else {}
+        ),
         **{path.stem: (DanceGenerator.load(path, args.device), 1.0) for path in args.also},
     }
     song_sets = {

@@ -190,6 +190,12 @@ def main() -> None:
     parser.add_argument("--critic-warmup", type=int, default=defaults.critic_warmup)
     parser.add_argument("--hit-weight", type=float, default=defaults.reward.hit, help="reward per music beat hit")
     parser.add_argument(
+        "--slow-weight",
+        type=float,
+        default=defaults.reward.slow,
+        help="charge per step on joint speed under the captures' slowest dance (0: none; the frozen charge stays)",
+    )
+    parser.add_argument(
         "--kl-weight", type=float, default=defaults.kl_weight, help="charge per step on the policy's drift from the GPT"
     )
     parser.add_argument("--actor-learning-rate", type=float, default=defaults.actor_learning_rate)
@@ -212,7 +218,7 @@ def main() -> None:
         actor_learning_rate=args.actor_learning_rate,
         entropy_weight=args.entropy_weight,
         keep_every=args.keep_every,
-        reward=dataclasses.replace(defaults.reward, hit=args.hit_weight),
+        reward=dataclasses.replace(defaults.reward, hit=args.hit_weight, slow=args.slow_weight),
     )
     env = setup_distributed()
     torch.manual_seed(3000 + env.rank)
