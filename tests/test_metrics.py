@@ -141,6 +141,24 @@ def test_frechet_distance_of_gaussians_with_known_answer() -> None:
     assert dance_features.frechet_distance(real, shifted) == pytest.approx(4.0, rel=0.05)
 
 
+@pytest.mark.filterwarnings("ignore:Matrix is singular")
+def test_frechet_distance_with_fewer_clips_than_dimensions() -> None:
+    from scipy import linalg
+
+    rng = np.random.default_rng(1)
+    # 6 and 9 clips in 32 dimensions, a third of which never vary (relations that never hold):
+    # both covariances singular, as in a small evaluation set.
+    real, generated = rng.normal(size=(6, 32)), 1.5 * rng.normal(size=(9, 32)) + 0.2
+    real[:, ::3] = generated[:, ::3] = 0.0
+    distance = dance_features.frechet_distance(real, generated)
+    sigma1, sigma2 = np.cov(real, rowvar=False), np.cov(generated, rowvar=False)
+    by_square_root = np.sum((real.mean(0) - generated.mean(0)) ** 2) + np.trace(
+        sigma1 + sigma2 - 2.0 * np.real(linalg.sqrtm(sigma1 @ sigma2))
+    )
+    assert np.isfinite(distance) and distance == pytest.approx(by_square_root, rel=1e-3)
+    assert dance_features.frechet_distance(real, real) == pytest.approx(0.0, abs=1e-6)
+
+
 def test_diversity_is_the_mean_pairwise_distance() -> None:
     assert dance_features.diversity(np.array([[0.0, 0.0], [3.0, 4.0]])) == pytest.approx(5.0)
     assert dance_features.diversity(np.zeros((5, 2))) == 0.0

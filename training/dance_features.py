@@ -23,7 +23,6 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
-from scipy import linalg
 
 from .metrics import resample_positions
 
@@ -201,11 +200,18 @@ def normalise(real: np.ndarray, generated: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def frechet_distance(real: np.ndarray, generated: np.ndarray) -> float:
-    """Fréchet distance between Gaussian fits of two (N, D) feature sets."""
+    """Fréchet distance between Gaussian fits of two (N, D) feature sets.
+
+    tr(sqrt(sigma1 sigma2)) as the sum of the square roots of the product's eigenvalues (real
+    and non-negative in exact arithmetic, as torchmetrics computes it): a matrix square root
+    of the product fails (NaN) when few clips make both covariances singular, and the trace
+    is all the distance needs.
+    """
     mu1, mu2 = real.mean(axis=0), generated.mean(axis=0)
     sigma1, sigma2 = np.cov(real, rowvar=False), np.cov(generated, rowvar=False)
-    root = np.real(linalg.sqrtm(sigma1 @ sigma2))
-    return float(np.sum((mu1 - mu2) ** 2) + np.trace(sigma1 + sigma2 - 2.0 * root))
+    eigenvalues = np.linalg.eigvals(sigma1 @ sigma2)
+    trace_root = float(np.sqrt(np.clip(eigenvalues.real, 0.0, None)).sum())
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_root)
 
 
 def diversity(features: np.ndarray) -> float:
