@@ -45,6 +45,7 @@ from bailando_blender.skeleton import forward_kinematics, points_to_blender, qua
 
 from . import dance_features, metrics
 from .evaluate import features_as_music
+from .prepare_data import mirror_motion
 
 RETRIEVAL_SECONDS = 8.0  # length of the stretches the retrieval baseline matches
 CLIP_SECONDS = 10.0  # FID and diversity are computed on clips of this length
@@ -62,6 +63,12 @@ def motion_from(rotations: np.ndarray, translation: np.ndarray) -> Motion:
     positions, _ = forward_kinematics(rotations, translation)
     positions[..., 1] -= floor_height(positions)
     return Motion(rotations, positions)
+
+
+def mirrored_motion(streams: tuple[np.ndarray, np.ndarray]) -> Motion:
+    """A capture's (upper, lower) motion streams as a dance mirrored left-right, as
+    ``prepare_data`` mirrors the training copies."""
+    return motion_from(*mirror_motion(*decode_motion(*streams)))
 
 
 def projected_joints(positions: np.ndarray) -> np.ndarray:

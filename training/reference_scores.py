@@ -32,8 +32,7 @@ from models.checkpoint import read_checkpoint, restore_network
 from models.vqvae import MotionVQVAE, VQVAEConfig
 
 from . import dance_features
-from .prepare_data import mirror_motion
-from .quality_report import Motion, clips, load_captures, motion_from
+from .quality_report import Motion, clips, load_captures, mirrored_motion, motion_from
 
 
 @torch.inference_mode()
@@ -76,8 +75,8 @@ def main() -> None:
         "held-out captures through the VQ-VAE": [motion_from(*decode_motion(*streams)) for streams in coded],
         "through the VQ-VAE, feet planted": [settled(streams, 0.0) for streams in coded],
         f"through the VQ-VAE, feet planted, stage radius {radius:g} m": [settled(streams, radius) for streams in coded],
-        "held-out captures, mirrored": [motion_from(*mirror_motion(*decode_motion(*streams))) for streams in held],
-        "training captures, mirrored": [motion_from(*mirror_motion(*decode_motion(*streams))) for streams in trained],
+        "held-out captures, mirrored": [mirrored_motion(streams) for streams in held],
+        "training captures, mirrored": [mirrored_motion(streams) for streams in trained],
     }
     print(f"against {len(real)} clips of {len(held)} held-out captures\n")
     print("| reference | clips | FID_k | FID_g | Div_k | Div_g | FID_k fixed | Div_k fixed |")

@@ -23,14 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from backend.generator import DanceGenerator
-from backend.motion_representation import decode_motion
 from backend.music_features import FPS
 from backend.pipeline import STAGE_RADIUS_M
 
 from .dance_features import GEOMETRIC_NAMES, frechet_distance, geometric_features, normalise, prepare
 from .evaluate import features_as_music
-from .prepare_data import mirror_motion
-from .quality_report import Motion, clips, generated_dance, load_captures, motion_from, retrieval_dance
+from .quality_report import Motion, clips, generated_dance, load_captures, mirrored_motion, retrieval_dance
 
 
 def relation_shares(motions: list[Motion]) -> np.ndarray:
@@ -63,9 +61,7 @@ def main() -> None:
     methods["training captures"] = [
         motion for motion, held_out in zip(captures.motions, captures.held_out, strict=True) if not held_out
     ]
-    methods["held-out captures, mirrored"] = [
-        motion_from(*mirror_motion(*decode_motion(*captures.streams[k]))) for k in held
-    ]
+    methods["held-out captures, mirrored"] = [mirrored_motion(captures.streams[k]) for k in held]
     shares = {name: relation_shares(motions) for name, motions in methods.items()}
 
     mean, deviation = real.mean(axis=0), real.std(axis=0)
