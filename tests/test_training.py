@@ -142,6 +142,29 @@ def test_a_short_pause_is_not_charged_as_slow_but_sustained_slowness_is() -> Non
     assert per_step[30:33].max() < -0.4  # the old charge, per step, would have paid for the pause
 
 
+def test_the_legs_slowness_charge_is_not_paid_by_swinging_the_arms() -> None:
+    from bailando_blender.skeleton import REST_PELVIS_HEIGHT, rest_positions
+    from training.beat_reward import CAPTURES_SLOWEST_LEG_SPEED_M_S, LEG_JOINTS, RewardWeights, step_rewards
+
+    frames = 240
+    t = np.arange(frames) / 30.0
+    body = np.repeat(rest_positions()[None] + np.array([0.0, REST_PELVIS_HEIGHT, 0.0]), frames, axis=0)
+    pumping = body.copy()
+    pumping[:, 18:, 2] += 0.4 * np.sin(2 * np.pi * 2.0 * t)[:, None]  # elbows and hands, 2 Hz
+    stepping = pumping.copy()
+    stepping[:, list(LEG_JOINTS), 0] += 0.6 * t[:, None]  # the pelvis and legs travel at 0.6 m/s
+    beats = np.zeros(frames, dtype=bool)
+    only_slow = RewardWeights(hit=0.0, offbeat=0.0, jerk=0.0, skating=0.0, frozen=0.0)
+    legs = dataclasses.replace(only_slow, slow_joints="legs", slow_limit_m_s=CAPTURES_SLOWEST_LEG_SPEED_M_S)
+    all_joints_reward, parts = step_rewards(pumping, beats, 4, only_slow)
+    assert parts["speed_m_s"] > only_slow.slow_limit_m_s and parts["leg_speed_m_s"] == 0.0
+    assert all_joints_reward.min() == 0.0  # the arms alone pay the charge on all joints' speed
+    assert step_rewards(pumping, beats, 4, legs)[0].max() == pytest.approx(-1.0)  # not on the legs'
+    assert step_rewards(stepping, beats, 4, legs)[0].min() == 0.0
+    with pytest.raises(ValueError, match="slow_joints"):
+        step_rewards(pumping, beats, 4, dataclasses.replace(only_slow, slow_joints="arms"))
+
+
 def test_a_scored_rollout_carries_its_watched_relations() -> None:
     from backend.motion_representation import decode_motion, encode_motion
     from backend.pipeline import floor_height
@@ -205,7 +228,8 @@ def test_actor_critic_runs_resumes_and_writes_a_gpt(tmp_path: Path) -> None:
     command = [
         sys.executable, "-m", "training.train_actor_critic", "--generator", str(weights),
         "--music", str(tmp_path / "music.npz"), "--out", str(tmp_path / "ac"),
-        "--batch", "2", "--rollout-steps", "12", "--critic-warmup", "1", "--slow-weight", "0.5",
+        "--batch", "2", "--rollout-steps", "12", "--critic-warmup", "1",
+        "--slow-weight", "0.5", "--slow-joints", "legs",
     ]  # fmt: skip
     first = subprocess.run([*command, "--max-iterations", "2"], cwd=REPO, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr

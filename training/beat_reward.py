@@ -15,7 +15,10 @@ Per token step (4 frames at 30 fps), from joint positions and the music's beat f
   which puts a motion beat on every music beat (measured: BAS 0.58 at 0.31 m/s after 870
   iterations). Averaged, because dancers do pause: charged per step (version 1), the
   actor learnt never to let a hand rest (wrists over 0.32 m/s in 99.6 % of frames against
-  the captures' 88 %), the largest part of its FID_g.
+  the captures' 88 %), the largest part of its FID_g. On the mean speed of all joints the
+  charge is paid cheapest by swinging the forearms (version 2's pumping arms; model card),
+  so ``slow_joints="legs"`` measures the speed of the pelvis and legs only, which only
+  stepping and travelling raise.
 
 Bailando's reward (+5 for a step holding both a music and a motion beat, -5 otherwise) is
 the same idea without the smoothness terms; it relied on its short finetuning per song.
@@ -36,6 +39,11 @@ FPS = 30.0  # the rollouts' frame rate
 KINETIC_SMOOTHING_FRAMES = 2.5  # Bailando's sigma of 5 frames at 60 fps
 HIT_SIGMA_FRAMES = 1.5  # BAS's 3 frames at 60 fps
 OFFBEAT_FRAMES = 3  # 100 ms
+# SMPL's pelvis, hips, knees, ankles and toes: the joints whose speed the "legs" slowness charge reads.
+LEG_JOINTS: tuple[int, ...] = (0, 1, 2, 4, 5, 7, 8, 10, 11)
+# The fitted Tang captures' mean speed of LEG_JOINTS per dance: 0.45-1.69 m/s, median 0.69 (all
+# joints: 0.59-1.79, median 0.71); the slowest dance's, as slow_limit_m_s for "legs".
+CAPTURES_SLOWEST_LEG_SPEED_M_S = 0.45
 
 
 @dataclass
@@ -50,6 +58,7 @@ class RewardWeights:
     slow_limit_m_s: float = 0.6  # the captures' mean joint speed: 0.63-1.78 m/s
     slow: float = 1.0  # per step, times how far under the limit (relative)
     slow_window_s: float = 2.0  # the speed compared with slow_limit_m_s is averaged over this (0: per step)
+    slow_joints: str = "all"  # whose mean speed the slowness charge reads: "all" joints or the "legs" (LEG_JOINTS)
 
 
 def motion_beat_frames(positions: np.ndarray) -> np.ndarray:
@@ -96,13 +105,18 @@ def step_rewards(
     contact[1:] = feet[rows[:-1], lowest[:-1], 1] < FOOT_CONTACT_HEIGHT_M
     step_skate = np.bincount(step_of, foot_speed * contact, steps) / np.maximum(np.bincount(step_of, contact, steps), 1)
 
-    speed = np.zeros(frames)
-    speed[1:] = np.linalg.norm(np.diff(positions, axis=0), axis=-1).mean(axis=1) * FPS
+    joint_speed = np.zeros((frames, positions.shape[1]))
+    joint_speed[1:] = np.linalg.norm(np.diff(positions, axis=0), axis=-1) * FPS
+    speed = joint_speed.mean(axis=1)
+    leg_speed = joint_speed[:, list(LEG_JOINTS)].mean(axis=1)
     step_speed = np.bincount(step_of, speed, steps) / np.bincount(step_of, minlength=steps)
+    if weights.slow_joints not in ("all", "legs"):
+        raise ValueError(f"slow_joints must be 'all' or 'legs', got {weights.slow_joints!r}")
+    charged = leg_speed if weights.slow_joints == "legs" else speed
     window = round(weights.slow_window_s * FPS)
     # Frame 0 has no speed of its own: give it frame 1's, or the window would read a stop there.
-    known = np.concatenate([speed[1:2], speed[1:]]) if frames > 1 else speed
-    paced = uniform_filter1d(known, window, mode="nearest") if window > 1 else speed
+    known = np.concatenate([charged[1:2], charged[1:]]) if frames > 1 else charged
+    paced = uniform_filter1d(known, window, mode="nearest") if window > 1 else charged
     paced_speed = np.bincount(step_of, paced, steps) / np.bincount(step_of, minlength=steps)
 
     jerk_excess = np.maximum(step_jerk / weights.jerk_limit_m_s3 - 1.0, 0.0)
@@ -124,5 +138,6 @@ def step_rewards(
         "skating_m_s": float((foot_speed * contact).sum() / max(contact.sum(), 1)),
         "frozen_share": float(frozen.mean()),
         "speed_m_s": float(speed[1:].mean()),
+        "leg_speed_m_s": float(leg_speed[1:].mean()),
     }
     return rewards, parts

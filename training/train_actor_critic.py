@@ -41,7 +41,7 @@ from models.critic import Critic, CriticConfig
 from models.gpt import GPTConfig, MotionGPT
 from models.vqvae import MotionVQVAE, VQVAEConfig
 
-from .beat_reward import RewardWeights, step_rewards
+from .beat_reward import CAPTURES_SLOWEST_LEG_SPEED_M_S, RewardWeights, step_rewards
 from .common import Logger, optimiser_step, setup_distributed
 from .dance_features import geometric_features, prepare
 
@@ -196,6 +196,19 @@ def main() -> None:
         help="charge per step on joint speed under the captures' slowest dance (0: none; the frozen charge stays)",
     )
     parser.add_argument(
+        "--slow-joints",
+        choices=("all", "legs"),
+        default=defaults.reward.slow_joints,
+        help="whose mean speed the slowness charge reads: all joints, or the pelvis and legs",
+    )
+    parser.add_argument(
+        "--slow-limit",
+        type=float,
+        default=None,
+        help="m/s under which the slowness charge starts (default: the captures' slowest dance's, "
+        f"{defaults.reward.slow_limit_m_s} for all joints, {CAPTURES_SLOWEST_LEG_SPEED_M_S} for the legs)",
+    )
+    parser.add_argument(
         "--kl-weight", type=float, default=defaults.kl_weight, help="charge per step on the policy's drift from the GPT"
     )
     parser.add_argument("--actor-learning-rate", type=float, default=defaults.actor_learning_rate)
@@ -209,6 +222,9 @@ def main() -> None:
         "--score-workers", type=int, default=0, help="processes scoring rollouts (default: the cores / GPUs)"
     )
     args = parser.parse_args()
+    slow_limit = args.slow_limit
+    if slow_limit is None:
+        slow_limit = CAPTURES_SLOWEST_LEG_SPEED_M_S if args.slow_joints == "legs" else defaults.reward.slow_limit_m_s
     cfg = dataclasses.replace(
         defaults,
         batch=args.batch,
@@ -218,7 +234,13 @@ def main() -> None:
         actor_learning_rate=args.actor_learning_rate,
         entropy_weight=args.entropy_weight,
         keep_every=args.keep_every,
-        reward=dataclasses.replace(defaults.reward, hit=args.hit_weight, slow=args.slow_weight),
+        reward=dataclasses.replace(
+            defaults.reward,
+            hit=args.hit_weight,
+            slow=args.slow_weight,
+            slow_joints=args.slow_joints,
+            slow_limit_m_s=slow_limit,
+        ),
     )
     env = setup_distributed()
     torch.manual_seed(3000 + env.rank)
