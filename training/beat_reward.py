@@ -60,6 +60,10 @@ class RewardWeights:
     slow_window_s: float = 2.0  # the speed compared with slow_limit_m_s is averaged over this (0: per step)
     slow_joints: str = "all"  # whose mean speed the slowness charge reads: "all" joints or the "legs" (LEG_JOINTS)
 
+    def __post_init__(self) -> None:
+        if self.slow_joints not in ("all", "legs"):
+            raise ValueError(f"slow_joints must be 'all' or 'legs', got {self.slow_joints!r}")
+
 
 def motion_beat_frames(positions: np.ndarray) -> np.ndarray:
     """Frames (at FPS) of the local minima of the smoothed mean joint speed."""
@@ -110,8 +114,6 @@ def step_rewards(
     speed = joint_speed.mean(axis=1)
     leg_speed = joint_speed[:, list(LEG_JOINTS)].mean(axis=1)
     step_speed = np.bincount(step_of, speed, steps) / np.bincount(step_of, minlength=steps)
-    if weights.slow_joints not in ("all", "legs"):
-        raise ValueError(f"slow_joints must be 'all' or 'legs', got {weights.slow_joints!r}")
     charged = leg_speed if weights.slow_joints == "legs" else speed
     window = round(weights.slow_window_s * FPS)
     # Frame 0 has no speed of its own: give it frame 1's, or the window would read a stop there.

@@ -281,6 +281,16 @@ def aistpp(motions: Path, music: Path, out: Path, held_out: set[str]) -> None:
     print(f"wrote {out}: {len(paths)} AIST++ sequences (and their mirror images), {sum(lengths) // 2} frames each way")
 
 
+def load_song_features(path: Path) -> list[tuple[str, np.ndarray]]:
+    """(name, (F, 57) float32 features) of each song in a file of ``rl-music`` or ``song-features``."""
+    data = np.load(path)
+    edges = np.concatenate([[0], np.cumsum(data["lengths"])])
+    return [
+        (str(name), data["features"][edges[i] : edges[i + 1]].astype(np.float32))
+        for i, name in enumerate(data["names"])
+    ]
+
+
 def save_song_features(songs: list[Path], out: Path) -> None:
     """Each song's (F, 57) features, float32, in rl-music's layout (names, lengths, features)."""
     from backend.music_features import song_features

@@ -45,7 +45,7 @@ from bailando_blender.skeleton import forward_kinematics, points_to_blender, qua
 
 from . import dance_features, metrics
 from .evaluate import features_as_music
-from .prepare_data import mirror_motion
+from .prepare_data import load_song_features, mirror_motion
 
 RETRIEVAL_SECONDS = 8.0  # length of the stretches the retrieval baseline matches
 CLIP_SECONDS = 10.0  # FID and diversity are computed on clips of this length
@@ -176,12 +176,7 @@ def saved_songs(path: Path | None) -> list[tuple[str, MusicFeatures]]:
     """(name, features) of each song in a ``prepare_data song-features`` file; none without one."""
     if path is None:
         return []
-    data = np.load(path)
-    edges = np.concatenate([[0], np.cumsum(data["lengths"])])
-    return [
-        (str(name), features_as_music(data["features"][edges[i] : edges[i + 1]]))
-        for i, name in enumerate(data["names"])
-    ]
+    return [(name, features_as_music(features)) for name, features in load_song_features(path)]
 
 
 def mean_row(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -253,16 +248,10 @@ def main() -> None:
     real_clips = clips([captures.motions[k] for k in held])
     ours = DanceGenerator.load(args.model, args.device)
     # method -> (generator, sampling temperature)
-    models = {
-        "ours": (ours, 1.0),
-        **{f"ours, temperature {t:g}": (ours, t) for t in args.temperatures},
-        **(
-            {"without critic": (DanceGenerator.load(args.without_critic, args.device), 1.0)}
-            if args.without_critic
-            else {}
-        ),
-        **{path.stem: (DanceGenerator.load(path, args.device), 1.0) for path in args.also},
-    }
+    models = {"ours": (ours, 1.0), **{f"ours, temperature {t:g}": (ours, t) for t in args.temperatures}}
+    if args.without_critic is not None:
+        models["without critic"] = (DanceGenerator.load(args.without_critic, args.device), 1.0)
+    models |= {path.stem: (DanceGenerator.load(path, args.device), 1.0) for path in args.also}
     song_sets = {
         "held-out Tang songs": [(captures.names[k], features_as_music(captures.features[k])) for k in held],
         "unseen songs": [(song.name, song_features(song)) for song in args.songs] + saved_songs(args.song_features),

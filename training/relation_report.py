@@ -64,20 +64,23 @@ def main() -> None:
     methods["held-out captures, mirrored"] = [mirrored_motion(captures.streams[k]) for k in held]
     shares = {name: relation_shares(motions) for name, motions in methods.items()}
 
+    normalised = {name: normalise(real, s) for name, s in shares.items()}
+    # Each relation's part of the mean term: the squared difference of the normalised means.
+    parts = {
+        name: (real_n.mean(axis=0) - method_n.mean(axis=0)) ** 2 for name, (real_n, method_n) in normalised.items()
+    }
     mean, deviation = real.mean(axis=0), real.std(axis=0)
-    scale = np.where(deviation > 0, deviation, 1.0)  # as dance_features.normalise
     print(f"held-out captures: {len(real)} clips; per method: the relation's mean share of frames, and its part")
     print("of FID_g's mean term ((mean - captures' mean) / captures' deviation)²\n")
     print("| relation | captures | deviation | " + " | ".join(shares) + " |")
     print("|---|---|---|" + "---|" * len(shares))
     for i, name in enumerate(GEOMETRIC_NAMES):
-        cells = [f"{s[:, i].mean():.2f} ({((s[:, i].mean() - mean[i]) / scale[i]) ** 2:.1f})" for s in shares.values()]
+        cells = [f"{shares[method][:, i].mean():.2f} ({parts[method][i]:.1f})" for method in shares]
         print(f"| {i}: {name} | {mean[i]:.2f} | {deviation[i]:.2f} | " + " | ".join(cells) + " |")
-    totals = []
-    for s in shares.values():
-        real_normal, method_normal = normalise(real, s)
-        mean_term = float(np.sum((real_normal.mean(axis=0) - method_normal.mean(axis=0)) ** 2))
-        totals.append(f"{frechet_distance(real_normal, method_normal):.1f} (mean term {mean_term:.1f}; {len(s)} clips)")
+    totals = [
+        f"{frechet_distance(*normalised[m]):.1f} (mean term {parts[m].sum():.1f}; {len(shares[m])} clips)"
+        for m in shares
+    ]
     print("| FID_g | | | " + " | ".join(totals) + " |")
 
 

@@ -44,6 +44,7 @@ from models.vqvae import MotionVQVAE, VQVAEConfig
 from .beat_reward import CAPTURES_SLOWEST_LEG_SPEED_M_S, RewardWeights, step_rewards
 from .common import Logger, optimiser_step, setup_distributed
 from .dance_features import geometric_features, prepare
+from .prepare_data import load_song_features
 
 MAX_GRAD_NORM = 1.0  # gradient clipping of both networks, as the GPT's own training
 # Geometric relations (dance_features.GEOMETRIC_RELATIONS) whose share of the rollouts' frames
@@ -70,13 +71,6 @@ class ActorCriticConfig:
     save_every: int = 50
     keep_every: int = 0  # iterations between kept snapshots of the actor; 0: none
     reward: RewardWeights = field(default_factory=RewardWeights)
-
-
-def load_songs(path: Path) -> list[np.ndarray]:
-    """(F, 57) float32 features per song from ``prepare_data rl-music``."""
-    data = np.load(path)
-    edges = np.concatenate([[0], np.cumsum(data["lengths"])])
-    return [data["features"][edges[i] : edges[i + 1]].astype(np.float32) for i in range(len(edges) - 1)]
 
 
 def sample_music(rng: np.random.Generator, songs: list[np.ndarray], frames: int, batch: int) -> np.ndarray:
@@ -245,7 +239,7 @@ def main() -> None:
     env = setup_distributed()
     torch.manual_seed(3000 + env.rank)
     rng = np.random.default_rng(3000 + env.rank)
-    songs = load_songs(args.music)
+    songs = [features for _, features in load_song_features(args.music)]
 
     configs, tensors, _ = read_checkpoint(args.generator)
     vqvae = restore_network(configs, tensors, "vqvae", VQVAEConfig, MotionVQVAE, str(args.generator)).float()
