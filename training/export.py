@@ -55,11 +55,12 @@ def write_generator(args: argparse.Namespace) -> None:
     ):
         stored_configs, tensors, metadata = read_checkpoint(path)
         if name == "gpt" and args.base_gpt is not None:
-            base_tensors = read_checkpoint(args.base_gpt)[1]
+            _, base_tensors, base_metadata = read_checkpoint(args.base_gpt)
             if "gpt" not in base_tensors or "gpt" not in tensors:
                 raise CheckpointError(f"{args.base_gpt} or {path}: has no network 'gpt'")
             tensors = {"gpt": interpolate(base_tensors["gpt"], tensors["gpt"], args.critic_share)}
-            metadata = {**metadata, "critic_share": f"{args.critic_share:g}"}
+            # The base GPT's training record (steps, held-out loss) with the critic stage's.
+            metadata = {**base_metadata, **metadata, "critic_share": f"{args.critic_share:g}"}
         networks[name] = restore_network(stored_configs, tensors, name, config_type, network_type, str(path))
         configs[name] = networks[name].cfg
         extra.update({f"{name}_{key}": value for key, value in metadata.items() if key not in ("format", "configs")})
