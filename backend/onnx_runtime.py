@@ -2,14 +2,15 @@
 
 Reads the graphs ``python -m models.onnx_export`` writes beside a checkpoint; needs neither
 torch nor the checkpoint itself (when the checkpoint is there, the graphs must have been made
-from it). The key/value cache lives in numpy arrays between calls (on the GPU it is bound to
-device memory instead, so it never crosses the bus).
+from it). The GPT's key/value cache is a ring in buffers bound once (``RingStep``): on the GPU
+it never crosses the bus, and each kind of call replays a CUDA graph.
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from models.files import (
+    EMPTY_SLOT,
     META_CONFIGS,
     META_FORMAT,
     META_SOURCE_SHA256,
@@ -30,6 +32,21 @@ from models.files import (
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
+# The CUDA provider's option that captures a session's calls as CUDA graphs (bound buffers and
+# fixed shapes only: the GPT step's session), and the run option naming which graph a call is.
+CUDA_GRAPH_OPTION = "enable_cuda_graph"
+CUDA_GRAPH_ID = "gpu_graph_id"
+CUDA_OPTIONS = {
+    # Each song is a new length for the convolutions: an exhaustive search of cuDNN's algorithms
+    # for every new shape costs more than the convolutions themselves.
+    "cudnn_conv_algo_search": "HEURISTIC",
+    # Full fp32 products, as on the CPU: TF32's 10-bit mantissas change the sampled tokens.
+    "use_tf32": "0",
+}
+# Positions in one generation call: a lower token and the next step's music (backend.generator).
+MAX_INPUTS = 2
+
+log = logging.getLogger(__name__)
 
 
 def onnxruntime_module() -> Any | None:
@@ -61,9 +78,121 @@ def cuda_available() -> bool:
 
 @dataclass
 class OnnxCache:
+    """A song's place in ``RingStep``'s rings: the rings live there, so each cache is used
+    once, and the one a step returns is the one to pass next."""
+
     position: int
-    keys: Any  # (layers, 1, heads, P, head_dim): a numpy array, or an OrtValue on the GPU
-    values: Any
+
+
+class RingStep:
+    """The GPT step's key/value cache: two rings of the graph's fixed shape, each call reading
+    one and writing the other (a graph cannot write its input in place). Every buffer is made and
+    bound once, so on the GPU nothing crosses the bus but the inputs and the logits, and ONNX
+    Runtime's CUDA provider captures each kind of call (1 or 2 positions, from ring 0 or 1) as a
+    CUDA graph and replays it: a call is ~150 tiny kernels, which launched one by one cost more
+    than the work (2.5 ms a call on an H200 before, with the cache bound but no graphs)."""
+
+    def __init__(self, runtime: Any, session: Any, device: str, max_inputs: int) -> None:
+        self.ort = runtime
+        self.session = session
+        self.device = device
+        shapes = {arg.name: arg.shape for arg in session.get_inputs()}
+        self.ring_shape = tuple(int(size) for size in shapes["ring_keys"])
+        self.slots = int(shapes["slot_positions"][0])
+        self.d_model = int(shapes["music_steps"][-1])
+        self.rings = [self._zeros(self._empty_ring()) for _ in range(2)]
+        # Per input count, what the bound input buffers hold, here and there: a call copies only
+        # what changed (most calls' streams and music do not), each copy a wait on the GPU.
+        self.host_inputs = {
+            count: {
+                "streams": np.zeros((1, count), np.int64),
+                "tokens": np.zeros((1, count), np.int64),
+                "music_steps": np.zeros((1, count, self.d_model), np.float32),
+                "positions": np.zeros(count, np.int64),
+            }
+            for count in range(1, max_inputs + 1)
+        }
+        self.inputs = {count: self._zeros(arrays) for count, arrays in self.host_inputs.items()}
+        codes = {out.name: int(out.shape[-1]) for out in session.get_outputs() if out.name.endswith("_logits")}
+        self.logits = self._zeros({name: np.zeros((1, size), np.float32) for name, size in codes.items()})
+        self.bindings: dict[tuple[int, int], tuple[Any, Any]] = {}
+        self.source = 0  # the ring the next call reads
+        self.position = 0
+
+    def _empty_ring(self) -> dict[str, np.ndarray]:
+        return {
+            "ring_keys": np.zeros(self.ring_shape, np.float32),
+            "ring_values": np.zeros(self.ring_shape, np.float32),
+            "slot_positions": np.full(self.slots, EMPTY_SLOT, np.int64),
+        }
+
+    def _zeros(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Buffers on this device holding ``arrays``."""
+        return {name: self.ort.OrtValue.ortvalue_from_numpy(value, self.device, 0) for name, value in arrays.items()}
+
+    def _binding(self, count: int, source: int) -> tuple[Any, Any]:
+        key = (count, source)
+        if key not in self.bindings:
+            binding = self.session.io_binding()
+            for name, value in {**self.inputs[count], **self.rings[source]}.items():
+                binding.bind_ortvalue_input(name, value)
+            for name, value in {**self.logits, **self.rings[1 - source]}.items():
+                binding.bind_ortvalue_output(name if name.endswith("_logits") else f"next_{name}", value)
+            options = self.ort.RunOptions()
+            if self.device == "cuda":  # one CUDA graph per kind of call; ids from 1 (0 is the default)
+                options.add_run_config_entry(CUDA_GRAPH_ID, str(1 + 2 * (count - 1) + source))
+            self.bindings[key] = (binding, options)
+        return self.bindings[key]
+
+    def new_cache(self) -> OnnxCache:
+        """Ring 0 emptied, for a new song. (A ring restarted at position 0 would not see what
+        an earlier song left: each slot is rewritten before its position comes into a window.)"""
+        for name, value in self._empty_ring().items():
+            self.rings[0][name].update_inplace(value)
+        self.source = 0
+        self.position = 0
+        return OnnxCache(0)
+
+    def step(
+        self, streams: np.ndarray, tokens: np.ndarray, music_steps: np.ndarray, cache: OnnxCache
+    ) -> tuple[np.ndarray, np.ndarray, OnnxCache]:
+        if cache.position != self.position:
+            raise RuntimeError("a ring cache was used twice: pass the one the last step returned")
+        count = len(streams)
+        values = {
+            "streams": streams[None],
+            "tokens": tokens[None],
+            "music_steps": music_steps[None],
+            "positions": np.arange(self.position, self.position + count),
+        }
+        for name, value in values.items():
+            held = self.host_inputs[count][name]
+            if not np.array_equal(held, value):
+                held[...] = value
+                self.inputs[count][name].update_inplace(held)
+        binding, options = self._binding(count, self.source)
+        self.session.run_with_iobinding(binding, options)
+        self.source = 1 - self.source
+        self.position += count
+        return self.logits["upper_logits"].numpy()[0], self.logits["lower_logits"].numpy()[0], OnnxCache(self.position)
+
+
+def open_session(runtime: Any, path: Path, options: Any, providers: list[str], graphed: bool) -> Any:
+    """An inference session of one graph; on the GPU with ``CUDA_OPTIONS`` and, if ``graphed``,
+    CUDA graphs (a provider that cannot capture the graph refuses the session: then it runs
+    with the provider's defaults)."""
+    attempts = [providers]
+    if CUDA_PROVIDER in providers:
+        options_here = {**CUDA_OPTIONS, **({CUDA_GRAPH_OPTION: "1"} if graphed else {})}
+        attempts.insert(0, [(CUDA_PROVIDER, options_here), *providers[1:]])
+    for number, attempt in enumerate(attempts, start=1):
+        try:
+            return runtime.InferenceSession(str(path), options, providers=attempt)
+        except Exception as error:  # noqa: BLE001 - ONNX Runtime raises its own unrelated classes
+            if number == len(attempts):
+                raise CheckpointError(f"{path}: not a usable ONNX graph ({str(error).splitlines()[0]})") from None
+            log.warning("%s: the CUDA provider's options refused (%s)", path.name, str(error).splitlines()[0])
+    raise AssertionError("unreachable")
 
 
 class OnnxNetworks:
@@ -77,7 +206,7 @@ class OnnxNetworks:
         self.frames_per_token = 2 ** int(configs["vqvae"]["num_downsamples"])
         self.d_model = int(gpt["d_model"])
         self.context_steps = int(gpt["context_steps"])
-        self.cache_shape = (int(gpt["num_layers"]), 1, int(gpt["num_heads"]), 0, self.d_model // int(gpt["num_heads"]))
+        self.ring = RingStep(runtime, sessions["gpt_step"], device, MAX_INPUTS)
 
     @classmethod
     def load(cls, weights: Path, device: str) -> OnnxNetworks:
@@ -98,10 +227,7 @@ class OnnxNetworks:
             path = onnx_path(weights, graph)
             if not path.is_file():
                 raise CheckpointError(f"{path}: missing (python -m models.onnx_export {weights} makes it)")
-            try:
-                session = runtime.InferenceSession(str(path), options, providers=providers)
-            except Exception as error:  # noqa: BLE001 - ONNX Runtime raises its own unrelated classes
-                raise CheckpointError(f"{path}: not a usable ONNX graph ({str(error).splitlines()[0]})") from None
+            session = open_session(runtime, path, options, providers, graph == "gpt_step")
             meta = session.get_modelmeta().custom_metadata_map
             if meta.get(META_FORMAT) != ONNX_FORMAT:
                 raise CheckpointError(f"{path}: not a {ONNX_FORMAT} graph")
@@ -124,42 +250,13 @@ class OnnxNetworks:
         return steps[0]
 
     def new_cache(self) -> OnnxCache:
-        empty = np.zeros(self.cache_shape, dtype=np.float32)
-        return OnnxCache(0, empty, empty)
+        return self.ring.new_cache()
 
     def step(
         self, streams: np.ndarray, tokens: np.ndarray, music_steps: np.ndarray, cache: OnnxCache
     ) -> tuple[np.ndarray, np.ndarray, OnnxCache]:
-        feeds = {
-            "streams": streams[None].astype(np.int64),
-            "tokens": tokens[None].astype(np.int64),
-            "music_steps": music_steps[None].astype(np.float32),
-            "position": np.array(cache.position, dtype=np.int64),
-        }
-        session = self.sessions["gpt_step"]
-        if self.device == "cuda":
-            return self._step_on_gpu(session, feeds, cache, len(streams))
-        feeds.update(past_keys=cache.keys, past_values=cache.values)
-        upper, lower, keys, values = session.run(None, feeds)
-        return upper[0], lower[0], OnnxCache(cache.position + len(streams), keys, values)
-
-    def _step_on_gpu(
-        self, session: Any, feeds: dict[str, np.ndarray], cache: OnnxCache, count: int
-    ) -> tuple[np.ndarray, np.ndarray, OnnxCache]:
-        binding = session.io_binding()
-        for name, value in feeds.items():
-            binding.bind_cpu_input(name, value)
-        for name, value in (("past_keys", cache.keys), ("past_values", cache.values)):
-            if isinstance(value, np.ndarray):
-                value = self.ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0)
-            binding.bind_ortvalue_input(name, value)
-        binding.bind_output("upper_logits")
-        binding.bind_output("lower_logits")
-        binding.bind_output("keys", "cuda")
-        binding.bind_output("values", "cuda")
-        session.run_with_iobinding(binding)
-        upper, lower, keys, values = binding.get_outputs()
-        return upper.numpy()[0], lower.numpy()[0], OnnxCache(cache.position + count, keys, values)
+        """The inputs' (n,) streams and tokens and (n, d_model) music -> upper and lower logits of the last."""
+        return self.ring.step(streams, tokens, music_steps, cache)
 
     def decode(self, upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         feeds = {"upper_tokens": upper[None].astype(np.int64), "lower_tokens": lower[None].astype(np.int64)}

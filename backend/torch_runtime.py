@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from models.checkpoint import read_checkpoint, restore_network
-from models.gpt import EMPTY_SLOT, GPTConfig, MotionGPT, ring_slots
+from models.files import EMPTY_SLOT
+from models.gpt import GPTConfig, MotionGPT, ring_slots
 from models.vqvae import MotionVQVAE, VQVAEConfig
 
 UNTRAINED_INIT_SEED = 20_240_101  # fixed, so untrained networks are the same in every process

@@ -8,7 +8,8 @@ is measured too. Each length runs in a fresh process with the generator already 
 backend), so that its peak RSS is its own. Prints one table row per length: decode, features,
 tokens, decode to rotations (VQ-VAE decoder, rotations, foot planting, stage, floor), total,
 real-time factor (total / song length), peak RSS (after loading the generator, after the
-features, at the end), and the GPU memory torch saw (torch runtime). With ``--repeats N`` each
+features, at the end), and the GPU memory: the most torch allocated (torch runtime), or the
+rise of the GPU's memory in use over the run (ONNX Runtime's CUDA provider). With ``--repeats N`` each
 length runs N times (a row each) and the medians of the totals follow.
 Then the backend's cold start: ``python -m backend serve`` spawned to its ``ready`` line, and to
 the result of a first 10-s song submitted at once (librosa warms up after ``ready``).
@@ -17,6 +18,7 @@ the result of a first 10-s song submitted at once (librosa warms up after ``read
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -56,6 +58,33 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports kB
 
 
+class _NvmlMemory(ctypes.Structure):
+    _fields_ = [("total", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong), ("used", ctypes.c_ulonglong)]
+
+
+def gpu_memory_in_use_mb() -> float:
+    """MB in use on GPU 0, by every process, as the driver's NVML reports it (nan without a driver).
+    ONNX Runtime has no allocation counter of its own; on a GPU nothing else runs on, the rise of
+    this over one run is what the run holds (its CUDA context included), and ONNX Runtime's memory
+    arena keeps what it took, so the end's value is the peak's."""
+    try:
+        nvml = ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return float("nan")
+    handle = ctypes.c_void_p()
+    memory = _NvmlMemory()
+    if nvml.nvmlInit_v2() != 0:
+        return float("nan")
+    try:
+        if nvml.nvmlDeviceGetHandleByIndex_v2(0, ctypes.byref(handle)) != 0:
+            return float("nan")
+        if nvml.nvmlDeviceGetMemoryInfo(handle, ctypes.byref(memory)) != 0:
+            return float("nan")
+    finally:
+        nvml.nvmlShutdown()
+    return memory.used / 2**20
+
+
 def run_one(song: Path, runtime: str, device: str) -> dict[str, float | str]:
     """One song, in this process: the stages' seconds and the memory."""
     from backend.audio import load_song
@@ -64,6 +93,7 @@ def run_one(song: Path, runtime: str, device: str) -> dict[str, float | str]:
     from backend.pipeline import generate
     from backend.sampling import SamplingConfig
 
+    gpu_before = gpu_memory_in_use_mb()
     generator = DanceGenerator.load(None, device, runtime)
     warm_up()
     started = time.perf_counter()
@@ -92,6 +122,8 @@ def run_one(song: Path, runtime: str, device: str) -> dict[str, float | str]:
         import torch
 
         gpu_mb = torch.cuda.max_memory_allocated() / 2**20
+    elif generator.device == "cuda":
+        gpu_mb = gpu_memory_in_use_mb() - gpu_before
     return {
         **times,
         "duration": music.duration_s,

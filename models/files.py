@@ -16,11 +16,14 @@ from pathlib import Path
 
 # The graphs a generator runs, in the order the data flows through them.
 ONNX_GRAPHS = ("music_encoder", "gpt_step", "motion_decoder")
-ONNX_FORMAT = "bailando_blender.onnx/1"
+ONNX_FORMAT = "bailando_blender.onnx/2"  # 2: the GPT step keeps its cache in a ring
 # Metadata keys of every exported graph.
 META_FORMAT = "format"
 META_CONFIGS = "configs"  # JSON {network: {field: value}}, as in the checkpoint
 META_SOURCE_SHA256 = "source_sha256"  # of the checkpoint the graph was made from
+# The position a slot of the GPT's ring cache holds when it holds nothing: out of every window.
+# The torch model and the gpt_step graph's callers (which may lack torch) both fill rings with it.
+EMPTY_SLOT = -(2**40)
 
 
 class CheckpointError(Exception):

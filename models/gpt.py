@@ -26,7 +26,6 @@ ROPE_BASE = 10_000.0  # RoPE frequency base (Su et al. 2021)
 # A ring cache's slot count is a multiple of this, so each row of the ring's scores and mask
 # starts 32-byte aligned for the batched products (184 slots: the configuration measured).
 RING_ALIGN = 8
-EMPTY_SLOT = -(2**40)  # the position of a ring slot that holds nothing: out of every window
 
 
 @dataclass
@@ -148,23 +147,26 @@ class CausalSelfAttention(nn.Module):
         rotary: tuple[torch.Tensor, torch.Tensor],
         mask: torch.Tensor | None = None,
         past: tuple[torch.Tensor, torch.Tensor] | None = None,
-        ring: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+        ring: tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, n, d_model) with its positions' ``rope_tables``, after the cached ``past`` keys
         and values (B, H, P, head_dim) if any; mask (n, P + n) bool, None for plain causal ->
         output (B, n, d_model), and the keys and values of the P + n positions attended over.
 
-        Or, instead of ``past``, a ring: keys and values (B, H, R, head_dim) written in place at
-        ``slots`` (n,) and attended over whole; then mask is (n, R) float, 0 where an input sees
-        a slot and -inf where not."""
+        Or, instead of ``past``, a ring: keys and values (B, H, R, head_dim) written at ``slots``
+        (n,), in place or (``in_place`` False) into a copy, and attended over whole; then mask is
+        (n, R) float, 0 where an input sees a slot and -inf where not."""
         batch, length, width = x.shape
         # (3, B, H, n, head_dim); queries and keys rotated together, half the small kernels.
         qkv = self.qkv(x).view(batch, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         (q, k), v = rope(qkv[:2], rotary), qkv[2]
         if ring is not None:
-            ring_keys, ring_values, slots = ring
-            ring_keys.index_copy_(2, slots, k)
-            ring_values.index_copy_(2, slots, v)
+            ring_keys, ring_values, slots, in_place = ring
+            if in_place:  # the CUDA graph's ring: its own memory, no copy
+                ring_keys.index_copy_(2, slots, k)
+                ring_values.index_copy_(2, slots, v)
+            else:  # an ONNX graph cannot write its inputs
+                ring_keys, ring_values = ring_keys.index_copy(2, slots, k), ring_values.index_copy(2, slots, v)
             # One or two queries against the ring: scaled scores plus the mask's bias in one
             # batched product, a softmax, a product. Fewer and shorter kernels than the fused
             # attention, which is made for long blocks of queries (23 us a layer on an H200).
@@ -204,7 +206,7 @@ class Block(nn.Module):
         rotary: tuple[torch.Tensor, torch.Tensor],
         mask: torch.Tensor | None = None,
         past: tuple[torch.Tensor, torch.Tensor] | None = None,
-        ring: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+        ring: tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         attended, keys, values = self.attention(self.norm1(x), rotary, mask, past, ring)
         x = x + attended
@@ -310,7 +312,8 @@ class MotionGPT(nn.Module):
         past_values: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One call of generation (see ``embed`` and ``cached_step``): the upper and lower logits
-        (B, num_codes) of the last input, and the new cache. Every runtime runs this."""
+        (B, num_codes) of the last input, and the new cache. Torch runs this on the CPU; on the GPU
+        and in the ONNX graph the same step runs on a ring (``ring_step_at``)."""
         inputs = self.embed(streams, tokens, music_steps)
         hidden, keys, values = self.cached_step(inputs, position, past_keys, past_values)
         last = hidden[:, -1]
@@ -330,23 +333,51 @@ class MotionGPT(nn.Module):
         tensor that grows, shrinks or is copied, so one CUDA graph serves every call of a song.
 
         ring_keys, ring_values: (num_layers, B, num_heads, R, head_dim) with R from ``ring_slots``;
-        slot_positions: (R,) int64, the absolute position each slot holds (``EMPTY_SLOT`` before
+        slot_positions: (R,) int64, the absolute position each slot holds (``models.files.EMPTY_SLOT`` before
         any). The inputs go to slots position % R; each attends to the slots whose positions are
         in its window.
         """
+        positions = position + torch.arange(streams.shape[1], device=streams.device)
+        upper, lower, _, _, _ = self.ring_step_at(
+            streams, tokens, music_steps, positions, ring_keys, ring_values, slot_positions
+        )
+        return upper, lower
+
+    def ring_step_at(
+        self,
+        streams: torch.Tensor,
+        tokens: torch.Tensor,
+        music_steps: torch.Tensor,
+        positions: torch.Tensor,
+        ring_keys: torch.Tensor,
+        ring_values: torch.Tensor,
+        slot_positions: torch.Tensor,
+        in_place: bool = True,
+    ) -> tuple[torch.Tensor, ...]:
+        """``ring_generation_step`` given the inputs' (n,) absolute positions rather than the
+        first: the ONNX graph takes them so, and holds no op that reads a shape to make data
+        (such an op runs on the CPU, and a CUDA graph cannot replay what crosses the bus).
+        -> upper and lower logits, and the ring's keys, values and slot positions: the ones
+        given, written in place, or (``in_place`` False, for the ONNX graph) new ones."""
         inputs = self.embed(streams, tokens, music_steps)
-        positions = position + torch.arange(inputs.shape[1], device=inputs.device)
         slots = positions % slot_positions.shape[0]
-        slot_positions.index_copy_(0, slots, positions)
+        if in_place:
+            slot_positions.index_copy_(0, slots, positions)
+        else:
+            slot_positions = slot_positions.index_copy(0, slots, positions)
         distance = positions[:, None] - slot_positions[None, :]
         seen = (distance >= 0) & (distance < self.cfg.window_positions)
         mask = torch.where(seen, 0.0, float("-inf")).to(inputs.dtype)
         rotary = rope_tables(positions, self.cfg.head_dim)
-        x = inputs
+        x, keys, values = inputs, [], []
         for layer, block in enumerate(self.blocks):
-            x, _, _ = block(x, rotary, mask, ring=(ring_keys[layer], ring_values[layer], slots))
+            x, k, v = block(x, rotary, mask, ring=(ring_keys[layer], ring_values[layer], slots, in_place))
+            keys.append(k)
+            values.append(v)
+        if not in_place:
+            ring_keys, ring_values = torch.stack(keys), torch.stack(values)
         last = self.final_norm(x)[:, -1]
-        return self.upper_head(last), self.lower_head(last)
+        return self.upper_head(last), self.lower_head(last), ring_keys, ring_values, slot_positions
 
     def empty_cache(self, batch: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         shape = self.cfg.cache_shape(batch, 0)

@@ -5,10 +5,13 @@
 Three graphs (``models.files.ONNX_GRAPHS``), each with dynamic time axes:
 
 - ``music_encoder``: music (1, T, music_dim) features as computed -> music_steps (1, T / 4, d_model);
-- ``gpt_step``: one generation call of ``MotionGPT.generation_step`` with its key/value cache as
-  inputs and outputs, so each new step costs the new positions only: streams, tokens (1, n) int64,
-  music_steps (1, n, d_model), position () int64, past_keys, past_values (layers, 1, heads, P,
-  head_dim) -> upper_logits, lower_logits (1, codes), keys, values (P' = min(P + n, window));
+- ``gpt_step``: one generation call of ``MotionGPT.ring_step_at`` with its key/value cache, a
+  ring of R slots (``models.gpt.ring_slots``), as inputs and outputs, so each new step costs the
+  new positions only: streams, tokens (1, n) int64, music_steps (1, n, d_model), positions (n,)
+  int64, ring_keys, ring_values (layers, 1, heads, R, head_dim), slot_positions (R,) int64 ->
+  upper_logits, lower_logits (1, codes), next_ring_keys, next_ring_values, next_slot_positions.
+  Every shape but n is fixed, so ONNX Runtime's CUDA provider can capture a call as a CUDA graph
+  and replay it;
 - ``motion_decoder``: upper_tokens, lower_tokens (1, L) int64 -> upper_motion (1, 4L, 90),
   lower_motion (1, 4L, 58).
 
@@ -35,6 +38,7 @@ from torch import nn
 
 from .checkpoint import read_checkpoint, restore_network
 from .files import (
+    EMPTY_SLOT,
     META_CONFIGS,
     META_FORMAT,
     META_SOURCE_SHA256,
@@ -44,7 +48,7 @@ from .files import (
     onnx_path,
     sha256_of,
 )
-from .gpt import POSITIONS_PER_STEP, GPTConfig, MotionGPT
+from .gpt import GPTConfig, MotionGPT, ring_slots
 from .vqvae import MotionVQVAE, VQVAEConfig
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "generator.safetensors"
@@ -54,10 +58,14 @@ OPSET = 18
 FP16_MIN_ELEMENTS = 16
 # Example sizes for tracing; every one of them is a dynamic axis of the exported graph.
 EXAMPLE_STEPS = 6
-EXAMPLE_PAST = 5
+EXAMPLE_POSITION = 5
+# Positions in one generation call: a lower token and the next step's music (backend.generator).
+MAX_INPUTS = 2
 
 
 class GenerationStep(nn.Module):
+    """The ring step as a function: the ring it writes is a new one, returned."""
+
     def __init__(self, gpt: MotionGPT) -> None:
         super().__init__()
         self.gpt = gpt
@@ -67,11 +75,24 @@ class GenerationStep(nn.Module):
         streams: torch.Tensor,
         tokens: torch.Tensor,
         music_steps: torch.Tensor,
-        position: torch.Tensor,
-        past_keys: torch.Tensor,
-        past_values: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.gpt.generation_step(streams, tokens, music_steps, position, past_keys, past_values)
+        positions: torch.Tensor,
+        ring_keys: torch.Tensor,
+        ring_values: torch.Tensor,
+        slot_positions: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        return self.gpt.ring_step_at(
+            streams, tokens, music_steps, positions, ring_keys, ring_values, slot_positions, in_place=False
+        )
+
+
+def example_ring(cfg: GPTConfig, next_position: int) -> dict[str, torch.Tensor]:
+    """A ring of random keys and values after ``next_position`` positions (a full window once past it)."""
+    slots = ring_slots(cfg, MAX_INPUTS)
+    held = torch.arange(max(0, next_position - slots), next_position)
+    slot_positions = torch.full((slots,), EMPTY_SLOT)
+    slot_positions[held % slots] = held
+    shape = cfg.cache_shape(1, slots)
+    return {"ring_keys": torch.randn(shape), "ring_values": torch.randn(shape), "slot_positions": slot_positions}
 
 
 class MusicEncoder(nn.Module):
@@ -94,16 +115,14 @@ class MotionDecoder(nn.Module):
 
 def example_inputs(gpt: MotionGPT) -> dict[str, dict[str, torch.Tensor]]:
     cfg = gpt.cfg
-    past = torch.randn(cfg.cache_shape(1, EXAMPLE_PAST))
     return {
         "music_encoder": {"music": torch.randn(1, EXAMPLE_STEPS * cfg.frames_per_token, cfg.music_dim)},
         "gpt_step": {
             "streams": torch.tensor([[2, 0]]),
             "tokens": torch.tensor([[7, 0]]),
             "music_steps": torch.randn(1, 2, cfg.d_model),
-            "position": torch.tensor(EXAMPLE_PAST),
-            "past_keys": past,
-            "past_values": past.clone(),
+            "positions": torch.arange(EXAMPLE_POSITION, EXAMPLE_POSITION + 2),
+            **example_ring(cfg, EXAMPLE_POSITION),
         },
         "motion_decoder": {
             "upper_tokens": torch.randint(0, cfg.num_upper_codes, (1, EXAMPLE_STEPS)),
@@ -114,26 +133,18 @@ def example_inputs(gpt: MotionGPT) -> dict[str, dict[str, torch.Tensor]]:
 
 OUTPUT_NAMES = {
     "music_encoder": ["music_steps"],
-    "gpt_step": ["upper_logits", "lower_logits", "keys", "values"],
+    "gpt_step": ["upper_logits", "lower_logits", "next_ring_keys", "next_ring_values", "next_slot_positions"],
     "motion_decoder": ["upper_motion", "lower_motion"],
 }
 
 
 def dynamic_shapes(graph: str, gpt: MotionGPT) -> dict[str, dict[int, torch.export.Dim] | None]:
-    window = gpt.cfg.window_positions
     if graph == "music_encoder":
         return {"music": {1: torch.export.Dim("frames", min=gpt.cfg.frames_per_token)}}
     if graph == "gpt_step":
-        new = torch.export.Dim("new_positions", min=1, max=POSITIONS_PER_STEP)
-        past = torch.export.Dim("past_positions", min=0, max=window)
-        return {
-            "streams": {1: new},
-            "tokens": {1: new},
-            "music_steps": {1: new},
-            "position": None,
-            "past_keys": {3: past},
-            "past_values": {3: past},
-        }
+        new = torch.export.Dim("new_positions", min=1, max=MAX_INPUTS)
+        fixed = {"ring_keys": None, "ring_values": None, "slot_positions": None}
+        return {"streams": {1: new}, "tokens": {1: new}, "music_steps": {1: new}, "positions": {0: new}, **fixed}
     steps = torch.export.Dim("steps", min=1)
     return {"upper_tokens": {1: steps}, "lower_tokens": {1: steps}}
 
@@ -195,8 +206,7 @@ def compare_with_torch(modules: dict[str, nn.Module], paths: dict[str, Path], gp
     for graph, module in modules.items():
         inputs = example_inputs(gpt)[graph]
         if graph == "gpt_step":  # a full window of past positions, a sliding step
-            shape = gpt.cfg.cache_shape(1, gpt.cfg.window_positions)
-            inputs.update(past_keys=torch.randn(shape), past_values=torch.randn(shape), position=torch.tensor(900))
+            inputs.update(positions=torch.arange(900, 902), **example_ring(gpt.cfg, 900))
         with torch.no_grad():
             expected = module(*inputs.values())
         expected = expected if isinstance(expected, (tuple, list)) else (expected,)

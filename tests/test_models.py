@@ -13,7 +13,8 @@ from backend.generator import DanceGenerator
 from backend.sampling import SamplingConfig, TokenSampler
 from models.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from models.critic import Critic, CriticConfig
-from models.gpt import EMPTY_SLOT, POSITIONS_PER_STEP, GPTConfig, MotionGPT, ring_slots
+from models.files import EMPTY_SLOT
+from models.gpt import POSITIONS_PER_STEP, GPTConfig, MotionGPT, ring_slots
 from models.vqvae import EMACodebook, MotionVQVAE, VQVAEConfig
 
 SMALL_GPT = GPTConfig(d_model=64, num_layers=2, num_heads=4, context_steps=6, dropout=0.0)

@@ -62,6 +62,25 @@ def test_exported_graphs_give_torchs_tokens_far_past_the_window(exported: Path) 
         np.testing.assert_allclose(motion[1], expected_motion[1], atol=1e-5)
 
 
+def test_the_ring_starts_each_song_afresh_and_refuses_a_stale_cache(exported: Path) -> None:
+    """The GPT step's rings are reused from song to song: a second song gives what the first did,
+    and a cache that is not the last step's is refused rather than read from the wrong ring."""
+    onnx = DanceGenerator.load(exported, "cpu", "onnx")
+    features = np.random.default_rng(5).normal(0, 30, (4 * 3 * SMALL_GPT.context_steps, 57)).astype(np.float32)
+    first = onnx.tokens(features, SamplingConfig(seed=4))
+    onnx.tokens(features[: 4 * 7], SamplingConfig(seed=9))  # a song that stops mid-ring
+    again = onnx.tokens(features, SamplingConfig(seed=4))
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    networks = onnx.networks
+    cache = networks.new_cache()
+    music = np.zeros((1, SMALL_GPT.d_model), np.float32)
+    _, _, later = networks.step(np.array([0]), np.array([0]), music, cache)
+    with pytest.raises(RuntimeError, match="used twice"):
+        networks.step(np.array([0]), np.array([0]), music, cache)
+    networks.step(np.array([1]), np.array([3]), music, later)
+
+
 def test_graphs_of_another_checkpoint_are_refused(exported: Path, tmp_path: Path) -> None:
     stale = tmp_path / "small.safetensors"
     small_checkpoint(stale, seed=1)  # retrained, graphs not exported again
