@@ -100,7 +100,7 @@ class RingStep:
         self.ring_shape = tuple(int(size) for size in shapes["ring_keys"])
         self.slots = int(shapes["slot_positions"][0])
         self.d_model = int(shapes["music_steps"][-1])
-        self.rings = [self._zeros(self._empty_ring()) for _ in range(2)]
+        self.rings = [self._device_buffers(self._empty_ring()) for _ in range(2)]
         # Per input count, what the bound input buffers hold, here and there: a call copies only
         # what changed (most calls' streams and music do not), each copy a wait on the GPU.
         self.host_inputs = {
@@ -112,9 +112,9 @@ class RingStep:
             }
             for count in range(1, max_inputs + 1)
         }
-        self.inputs = {count: self._zeros(arrays) for count, arrays in self.host_inputs.items()}
+        self.inputs = {count: self._device_buffers(arrays) for count, arrays in self.host_inputs.items()}
         codes = {out.name: int(out.shape[-1]) for out in session.get_outputs() if out.name.endswith("_logits")}
-        self.logits = self._zeros({name: np.zeros((1, size), np.float32) for name, size in codes.items()})
+        self.logits = self._device_buffers({name: np.zeros((1, size), np.float32) for name, size in codes.items()})
         self.bindings: dict[tuple[int, int], tuple[Any, Any]] = {}
         self.source = 0  # the ring the next call reads
         self.position = 0
@@ -126,9 +126,12 @@ class RingStep:
             "slot_positions": np.full(self.slots, EMPTY_SLOT, np.int64),
         }
 
-    def _zeros(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-        """Buffers on this device holding ``arrays``."""
-        return {name: self.ort.OrtValue.ortvalue_from_numpy(value, self.device, 0) for name, value in arrays.items()}
+    def _device_buffers(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Buffers on this device holding copies of ``arrays`` (on the CPU an OrtValue would
+        otherwise share the array's memory, and ``host_inputs`` must stay apart from it)."""
+        return {
+            name: self.ort.OrtValue.ortvalue_from_numpy(value.copy(), self.device, 0) for name, value in arrays.items()
+        }
 
     def _binding(self, count: int, source: int) -> tuple[Any, Any]:
         key = (count, source)
