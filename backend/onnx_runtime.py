@@ -20,6 +20,7 @@ import numpy as np
 
 from models.files import (
     EMPTY_SLOT,
+    MAX_INPUTS,
     META_CONFIGS,
     META_FORMAT,
     META_SOURCE_SHA256,
@@ -43,8 +44,6 @@ CUDA_OPTIONS = {
     # Full fp32 products, as on the CPU: TF32's 10-bit mantissas change the sampled tokens.
     "use_tf32": "0",
 }
-# Positions in one generation call: a lower token and the next step's music (backend.generator).
-MAX_INPUTS = 2
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +91,7 @@ class RingStep:
     CUDA graph and replays it: a call is ~150 tiny kernels, which launched one by one cost more
     than the work (2.5 ms a call on an H200 before, with the cache bound but no graphs)."""
 
-    def __init__(self, runtime: Any, session: Any, device: str, max_inputs: int) -> None:
+    def __init__(self, runtime: Any, session: Any, device: str) -> None:
         self.ort = runtime
         self.session = session
         self.device = device
@@ -110,7 +109,7 @@ class RingStep:
                 "music_steps": np.zeros((1, count, self.d_model), np.float32),
                 "positions": np.zeros(count, np.int64),
             }
-            for count in range(1, max_inputs + 1)
+            for count in range(1, MAX_INPUTS + 1)
         }
         self.inputs = {count: self._device_buffers(arrays) for count, arrays in self.host_inputs.items()}
         codes = {out.name: int(out.shape[-1]) for out in session.get_outputs() if out.name.endswith("_logits")}
@@ -209,7 +208,7 @@ class OnnxNetworks:
         self.frames_per_token = 2 ** int(configs["vqvae"]["num_downsamples"])
         self.d_model = int(gpt["d_model"])
         self.context_steps = int(gpt["context_steps"])
-        self.ring = RingStep(runtime, sessions["gpt_step"], device, MAX_INPUTS)
+        self.ring = RingStep(runtime, sessions["gpt_step"], device)
 
     @classmethod
     def load(cls, weights: Path, device: str) -> OnnxNetworks:

@@ -10,13 +10,12 @@ import numpy as np
 import torch
 
 from models.checkpoint import read_checkpoint, restore_network
-from models.files import EMPTY_SLOT
+from models.files import EMPTY_SLOT, MAX_INPUTS
 from models.gpt import GPTConfig, MotionGPT, ring_slots
 from models.vqvae import MotionVQVAE, VQVAEConfig
 
 UNTRAINED_INIT_SEED = 20_240_101  # fixed, so untrained networks are the same in every process
 GRAPH_WARMUP_RUNS = 3  # eager runs before a CUDA graph capture (cuBLAS sets itself up in them)
-MAX_INPUTS = 2  # positions in one generation call (backend.generator: a lower token and the next music)
 
 
 def pick_device(device: str = "auto") -> torch.device:

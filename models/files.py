@@ -24,6 +24,9 @@ META_SOURCE_SHA256 = "source_sha256"  # of the checkpoint the graph was made fro
 # The position a slot of the GPT's ring cache holds when it holds nothing: out of every window.
 # The torch model and the gpt_step graph's callers (which may lack torch) both fill rings with it.
 EMPTY_SLOT = -(2**40)
+# Positions in one generation call (backend.generator: a lower token and the next step's music),
+# which the ring is sized for and the gpt_step graph's input axis is bounded by.
+MAX_INPUTS = 2
 
 
 class CheckpointError(Exception):

@@ -39,6 +39,7 @@ from torch import nn
 from .checkpoint import read_checkpoint, restore_network
 from .files import (
     EMPTY_SLOT,
+    MAX_INPUTS,
     META_CONFIGS,
     META_FORMAT,
     META_SOURCE_SHA256,
@@ -59,8 +60,6 @@ FP16_MIN_ELEMENTS = 16
 # Example sizes for tracing; every one of them is a dynamic axis of the exported graph.
 EXAMPLE_STEPS = 6
 EXAMPLE_POSITION = 5
-# Positions in one generation call: a lower token and the next step's music (backend.generator).
-MAX_INPUTS = 2
 
 
 class GenerationStep(nn.Module):
