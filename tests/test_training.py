@@ -169,22 +169,43 @@ def test_a_scored_rollout_carries_its_watched_relations() -> None:
     from backend.motion_representation import decode_motion, encode_motion
     from backend.pipeline import floor_height
     from training.beat_reward import RewardWeights
-    from training.dance_features import geometric_features, prepare
+    from training.dance_features import geometric_features, kinetic_features, prepare
     from training.train_actor_critic import WATCHED_RELATIONS, score_one
 
     upper, lower = encode_motion(*known_dance(96))
     beats = np.zeros(96, dtype=bool)
     beats[::15] = True
-    rewards, parts = score_one((upper, lower, beats, 4, RewardWeights(), True))
+    rewards, parts, kinetic = score_one((upper, lower, beats, 4, RewardWeights(), True))
     assert rewards.shape == (24,)
-    unwatched_rewards, unwatched = score_one((upper, lower, beats, 4, RewardWeights(), False))
+    unwatched_rewards, unwatched, unwatched_kinetic = score_one((upper, lower, beats, 4, RewardWeights(), False))
     np.testing.assert_array_equal(unwatched_rewards, rewards)
+    np.testing.assert_array_equal(unwatched_kinetic, kinetic)
     assert unwatched == {key: value for key, value in parts.items() if not key.startswith("relation_")}
     positions, _ = sk.forward_kinematics(*decode_motion(upper, lower))
     positions[..., 1] -= floor_height(positions)
     expected = geometric_features(prepare(positions, 30))
     for i in WATCHED_RELATIONS:
         assert parts[f"relation_{i}"] == expected[i] and 0.0 <= expected[i] <= 1.0
+    np.testing.assert_allclose(kinetic, kinetic_features(prepare(positions, 30), published_quirk=False))
+
+
+def test_the_variety_bonus_pays_the_rollout_unlike_the_rest() -> None:
+    from training.train_actor_critic import variety_bonus
+
+    rng = np.random.default_rng(0)
+    alike = 1.0 + 0.01 * rng.normal(size=(8, 72))
+    outlier = alike.copy()
+    outlier[3] += 5.0  # one rollout far from the others
+    bonus, diversity = variety_bonus(outlier)
+    assert bonus.shape == (8,) and abs(bonus.sum()) < 1e-9
+    assert bonus.argmax() == 3 and bonus[3] > 0 > bonus.max(where=np.arange(8) != 3, initial=-np.inf)
+    # standardised by the batch: a uniform change of units moves nothing
+    scaled_bonus, scaled_diversity = variety_bonus(outlier * 100.0 + 7.0)
+    np.testing.assert_allclose(scaled_bonus, bonus, atol=1e-9)
+    assert scaled_diversity == pytest.approx(diversity)
+    # a batch of identical rollouts gets nothing and has no diversity
+    same_bonus, same_diversity = variety_bonus(np.ones((4, 72)))
+    assert np.all(same_bonus == 0.0) and same_diversity == 0.0
 
 
 def test_the_entropy_bonus_widens_the_policy() -> None:
@@ -229,7 +250,7 @@ def test_actor_critic_runs_resumes_and_writes_a_gpt(tmp_path: Path) -> None:
         sys.executable, "-m", "training.train_actor_critic", "--generator", str(weights),
         "--music", str(tmp_path / "music.npz"), "--out", str(tmp_path / "ac"),
         "--batch", "2", "--rollout-steps", "12", "--critic-warmup", "1",
-        "--slow-weight", "0.5", "--slow-joints", "legs",
+        "--slow-weight", "0.5", "--slow-joints", "legs", "--variety-weight", "1",
     ]  # fmt: skip
     first = subprocess.run([*command, "--max-iterations", "2"], cwd=REPO, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr

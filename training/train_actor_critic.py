@@ -9,7 +9,8 @@ train on takes part: the training captures' songs and the music-only songs of
 the GPT (the actor) on random stretches of music, decodes them with the frozen VQ-VAE,
 scores every token step, and moves the actor along the advantage (discounted return minus
 the critic's value) with a KL penalty to the starting policy, which keeps the moves close
-to the captures', and an optional bonus on the policy's entropy, which keeps them varied.
+to the captures', an optional bonus on the policy's entropy, and an optional bonus on each
+rollout's variety: how far its kinetic features lie from the other rollouts' of the batch.
 The critic is trained alone first. Resumes from ``<out>/train_state.pt``;
 writes ``<out>/gpt.safetensors`` for ``training.export`` and, with ``--keep-every N``, the
 actor every N iterations as ``<out>/gpt_<iteration>.safetensors`` (fp16, as shipped), so that
@@ -43,7 +44,7 @@ from models.vqvae import MotionVQVAE, VQVAEConfig
 
 from .beat_reward import CAPTURES_SLOWEST_LEG_SPEED_M_S, RewardWeights, step_rewards
 from .common import Logger, optimiser_step, setup_distributed
-from .dance_features import geometric_features, prepare
+from .dance_features import geometric_features, kinetic_features, prepare
 from .prepare_data import load_song_features
 
 MAX_GRAD_NORM = 1.0  # gradient clipping of both networks, as the GPT's own training
@@ -67,6 +68,10 @@ class ActorCriticConfig:
     # Bonus on the entropy (nats, both heads) of the policy at each step, in units of the
     # normalised advantage: the beat reward alone narrows the policy to a few moves that hit.
     entropy_weight: float = 0.0
+    # Bonus per step on the rollout's variety (``variety_bonus``): the beat reward narrows the
+    # policy to one way of moving for every song (version 4's critic run: Div_k 5.2 of the
+    # captures' 11.3), which per-step entropy does not prevent (model card).
+    variety_weight: float = 0.0
     log_every: int = 10
     save_every: int = 50
     keep_every: int = 0  # iterations between kept snapshots of the actor; 0: none
@@ -117,19 +122,38 @@ def token_log_probs(
 
 def score_one(
     task: tuple[np.ndarray, np.ndarray, np.ndarray, int, RewardWeights, bool],
-) -> tuple[np.ndarray, dict]:
-    """One rollout's motion vectors -> its step rewards and their parts, and when ``watch`` (the
-    task's last item: an iteration that logs) the shares of the WATCHED_RELATIONS
-    (``relation_<i>``), which only the log reads (run in worker processes)."""
+) -> tuple[np.ndarray, dict, np.ndarray]:
+    """One rollout's motion vectors -> its step rewards, their parts, and its (72,) kinetic
+    features (corrected: without the published features' travel term); when ``watch`` (the
+    task's last item: an iteration that logs) the parts include the shares of the
+    WATCHED_RELATIONS (``relation_<i>``), which only the log reads (run in worker processes)."""
     upper_motion, lower_motion, beats, per_token, weights, watch = task
     rotations, translation = decode_motion(upper_motion, lower_motion)
     positions, _ = forward_kinematics(rotations, translation)
     positions[..., 1] -= floor_height(positions)  # as the pipeline grounds dances
     rewards, parts = step_rewards(positions, beats, per_token, weights)
+    prepared = prepare(positions, FPS)
+    kinetic = kinetic_features(prepared, published_quirk=False)
     if not watch:
-        return rewards, parts
-    shares = geometric_features(prepare(positions, FPS))
-    return rewards, parts | {f"relation_{i}": float(shares[i]) for i in WATCHED_RELATIONS}
+        return rewards, parts, kinetic
+    shares = geometric_features(prepared)
+    return rewards, parts | {f"relation_{i}": float(shares[i]) for i in WATCHED_RELATIONS}, kinetic
+
+
+def variety_bonus(features: np.ndarray) -> tuple[np.ndarray, float]:
+    """(B, D) rollouts' features -> (B,) each one's mean distance to the others, less the
+    batch's mean of it, and that mean (the batch's diversity, as Div measures a set).
+
+    Features are standardised by the batch's own spread, so that no one feature's unit rules,
+    and distances divided by sqrt(D); the bonus sums to zero over the batch: it moves
+    probability towards the rollouts unlike the rest, whatever the batch's overall spread.
+    """
+    count, dims = features.shape
+    spread = features.std(axis=0)
+    normal = (features - features.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    distances = np.linalg.norm(normal[:, None] - normal[None], axis=-1) / np.sqrt(dims)
+    to_others = distances.sum(axis=1) / max(count - 1, 1)
+    return to_others - to_others.mean(), float(to_others.mean())
 
 
 def score(
@@ -140,9 +164,11 @@ def score(
     weights: RewardWeights,
     pool: multiprocessing.pool.Pool | None,
     watch: bool = False,
+    variety_weight: float = 0.0,
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """(B, L) rewards of the rollouts and the mean of their parts (with the watched relations'
-    shares when ``watch``)."""
+    """(B, L) rewards of the rollouts, each step with ``variety_weight`` times the rollout's
+    variety bonus, and the mean of their parts (with the watched relations' shares when
+    ``watch``; ``variety``: the batch's diversity of kinetic features)."""
     with torch.no_grad():
         upper_motion, lower_motion = vqvae.decode(upper, lower)
     upper_motion, lower_motion = upper_motion.float().cpu().numpy(), lower_motion.float().cpu().numpy()
@@ -152,9 +178,10 @@ def score(
         for i in range(len(upper_motion))
     ]
     results = pool.map(score_one, tasks) if pool is not None else [score_one(task) for task in tasks]
-    rewards = np.stack([reward for reward, _ in results])
-    means = {key: float(np.mean([part[key] for _, part in results])) for key in results[0][1]}
-    return rewards, means
+    rewards = np.stack([reward for reward, _, _ in results])
+    means = {key: float(np.mean([part[key] for _, part, _ in results])) for key in results[0][1]}
+    bonus, means["variety"] = variety_bonus(np.stack([kinetic for _, _, kinetic in results]))
+    return rewards + variety_weight * bonus[:, None], means
 
 
 def discounted_returns(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -210,6 +237,12 @@ def main() -> None:
         "--entropy-weight", type=float, default=defaults.entropy_weight, help="bonus on the policy's entropy per step"
     )
     parser.add_argument(
+        "--variety-weight",
+        type=float,
+        default=defaults.variety_weight,
+        help="bonus per step on how far the rollout's kinetic features lie from the batch's others",
+    )
+    parser.add_argument(
         "--keep-every", type=int, default=defaults.keep_every, help="keep the actor every N iterations (0: never)"
     )
     parser.add_argument(
@@ -227,6 +260,7 @@ def main() -> None:
         kl_weight=args.kl_weight,
         actor_learning_rate=args.actor_learning_rate,
         entropy_weight=args.entropy_weight,
+        variety_weight=args.variety_weight,
         keep_every=args.keep_every,
         reward=dataclasses.replace(
             defaults.reward,
@@ -296,7 +330,9 @@ def main() -> None:
         music = torch.from_numpy(music_np).to(env.device)
         upper, lower = rollout(gpt, music, cfg.rollout_steps)
         logs_now = (iteration + 1) % cfg.log_every == 0
-        rewards_np, parts = score(vqvae, upper, lower, music_np, cfg.reward, pool, watch=logs_now)
+        rewards_np, parts = score(
+            vqvae, upper, lower, music_np, cfg.reward, pool, watch=logs_now, variety_weight=cfg.variety_weight
+        )
         rewards = torch.from_numpy(rewards_np).float().to(env.device)
 
         training_actor = iteration >= cfg.critic_warmup
