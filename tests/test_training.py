@@ -193,18 +193,21 @@ def test_the_variety_bonus_pays_the_rollout_unlike_the_rest() -> None:
     from training.train_actor_critic import variety_bonus
 
     rng = np.random.default_rng(0)
+    scale = np.full(72, 0.5)
     alike = 1.0 + 0.01 * rng.normal(size=(8, 72))
     outlier = alike.copy()
     outlier[3] += 5.0  # one rollout far from the others
-    bonus, diversity = variety_bonus(outlier)
+    bonus, diversity = variety_bonus(outlier, scale)
     assert bonus.shape == (8,) and abs(bonus.sum()) < 1e-9
     assert bonus.argmax() == 3 and bonus[3] > 0 > bonus.max(where=np.arange(8) != 3, initial=-np.inf)
-    # standardised by the batch: a uniform change of units moves nothing
-    scaled_bonus, scaled_diversity = variety_bonus(outlier * 100.0 + 7.0)
-    np.testing.assert_allclose(scaled_bonus, bonus, atol=1e-9)
-    assert scaled_diversity == pytest.approx(diversity)
-    # a batch of identical rollouts gets nothing and has no diversity
-    same_bonus, same_diversity = variety_bonus(np.ones((4, 72)))
+    # in fixed units: a batch twice as spread out is twice as diverse and paid twice as much
+    spread_bonus, spread_diversity = variety_bonus(2.0 * outlier, scale)
+    np.testing.assert_allclose(spread_bonus, 2.0 * bonus, atol=1e-9)
+    assert spread_diversity == pytest.approx(2.0 * diversity)
+    # a collapsed batch (near-identical rollouts) is hardly diverse and nobody is paid much
+    collapsed_bonus, collapsed_diversity = variety_bonus(alike, scale)
+    assert collapsed_diversity < 0.05 * diversity and np.abs(collapsed_bonus).max() < 0.05 * bonus[3]
+    same_bonus, same_diversity = variety_bonus(np.ones((4, 72)), scale)
     assert np.all(same_bonus == 0.0) and same_diversity == 0.0
 
 
@@ -269,6 +272,8 @@ def test_actor_critic_runs_resumes_and_writes_a_gpt(tmp_path: Path) -> None:
     import torch
     from safetensors import safe_open
 
+    state = torch.load(tmp_path / "ac" / "train_state.pt", weights_only=True)
+    assert state["variety_scale"].shape == (72,)  # the variety bonus' units, kept for resuming
     with safe_open(str(tmp_path / "ac" / "gpt_3.safetensors"), framework="pt") as kept_file:
         assert kept_file.metadata()["ac_iterations"] == "3"
         assert kept_file.get_tensor(kept_file.keys()[0]).dtype == torch.float16

@@ -140,17 +140,19 @@ def score_one(
     return rewards, parts | {f"relation_{i}": float(shares[i]) for i in WATCHED_RELATIONS}, kinetic
 
 
-def variety_bonus(features: np.ndarray) -> tuple[np.ndarray, float]:
+def variety_bonus(features: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, float]:
     """(B, D) rollouts' features -> (B,) each one's mean distance to the others, less the
     batch's mean of it, and that mean (the batch's diversity, as Div measures a set).
 
-    Features are standardised by the batch's own spread, so that no one feature's unit rules,
-    and distances divided by sqrt(D); the bonus sums to zero over the batch: it moves
-    probability towards the rollouts unlike the rest, whatever the batch's overall spread.
+    Distances are in fixed units, ``scale`` (D,) (the starting policy's spread of each
+    feature), divided by sqrt(D). Then the bonus is the gradient signal of the policy's expected
+    pairwise distance (REINFORCE with the batch mean as baseline): it pays for spreading out,
+    and shrinks when the rollouts do. Standardising by each batch's own spread instead made
+    the bonus blind to the spread itself, and the policy collapsed onto two or three tokens for
+    some songs (model card).
     """
     count, dims = features.shape
-    spread = features.std(axis=0)
-    normal = (features - features.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    normal = features / np.where(scale > 0, scale, 1.0)
     distances = np.linalg.norm(normal[:, None] - normal[None], axis=-1) / np.sqrt(dims)
     to_others = distances.sum(axis=1) / max(count - 1, 1)
     return to_others - to_others.mean(), float(to_others.mean())
@@ -164,11 +166,9 @@ def score(
     weights: RewardWeights,
     pool: multiprocessing.pool.Pool | None,
     watch: bool = False,
-    variety_weight: float = 0.0,
-) -> tuple[np.ndarray, dict[str, float]]:
-    """(B, L) rewards of the rollouts, each step with ``variety_weight`` times the rollout's
-    variety bonus, and the mean of their parts (with the watched relations' shares when
-    ``watch``; ``variety``: the batch's diversity of kinetic features)."""
+) -> tuple[np.ndarray, dict[str, float], np.ndarray]:
+    """(B, L) rewards of the rollouts, the mean of their parts (with the watched relations'
+    shares when ``watch``) and (B, 72) their kinetic features."""
     with torch.no_grad():
         upper_motion, lower_motion = vqvae.decode(upper, lower)
     upper_motion, lower_motion = upper_motion.float().cpu().numpy(), lower_motion.float().cpu().numpy()
@@ -180,8 +180,7 @@ def score(
     results = pool.map(score_one, tasks) if pool is not None else [score_one(task) for task in tasks]
     rewards = np.stack([reward for reward, _, _ in results])
     means = {key: float(np.mean([part[key] for _, part, _ in results])) for key in results[0][1]}
-    bonus, means["variety"] = variety_bonus(np.stack([kinetic for _, _, kinetic in results]))
-    return rewards + variety_weight * bonus[:, None], means
+    return rewards, means, np.stack([kinetic for _, _, kinetic in results])
 
 
 def discounted_returns(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -290,6 +289,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     state_path = args.out / "train_state.pt"
     iteration = 0
+    variety_scale: np.ndarray | None = None
+    warm_up_kinetic: list[np.ndarray] = []
     if state_path.exists():
         state = torch.load(state_path, map_location=env.device, weights_only=True)
         gpt.load_state_dict(state["actor"])
@@ -297,6 +298,8 @@ def main() -> None:
         actor_optimiser.load_state_dict(state["actor_optimiser"])
         critic_optimiser.load_state_dict(state["critic_optimiser"])
         iteration = int(state["iteration"])
+        if "variety_scale" in state:
+            variety_scale = state["variety_scale"].cpu().numpy()
     actor = env.wrap(gpt)
     critic_model = env.wrap(critic)
     logger = Logger(args.out / "log.jsonl", env.main)
@@ -313,7 +316,8 @@ def main() -> None:
                 "actor_optimiser": actor_optimiser.state_dict(),
                 "critic_optimiser": critic_optimiser.state_dict(),
                 "iteration": iteration,
-            },
+            }
+            | ({} if variety_scale is None else {"variety_scale": torch.from_numpy(variety_scale)}),
             state_path,
         )
         save_checkpoint(
@@ -330,9 +334,15 @@ def main() -> None:
         music = torch.from_numpy(music_np).to(env.device)
         upper, lower = rollout(gpt, music, cfg.rollout_steps)
         logs_now = (iteration + 1) % cfg.log_every == 0
-        rewards_np, parts = score(
-            vqvae, upper, lower, music_np, cfg.reward, pool, watch=logs_now, variety_weight=cfg.variety_weight
-        )
+        rewards_np, parts, kinetic = score(vqvae, upper, lower, music_np, cfg.reward, pool, watch=logs_now)
+        if variety_scale is None:
+            # The units of the variety bonus: the starting policy's spread, over the critic's warm-up.
+            warm_up_kinetic.append(kinetic)
+            if iteration + 1 >= cfg.critic_warmup:
+                variety_scale = np.concatenate(warm_up_kinetic).std(axis=0)
+        if variety_scale is not None:
+            bonus, parts["variety"] = variety_bonus(kinetic, variety_scale)
+            rewards_np = rewards_np + cfg.variety_weight * bonus[:, None]
         rewards = torch.from_numpy(rewards_np).float().to(env.device)
 
         training_actor = iteration >= cfg.critic_warmup
