@@ -166,7 +166,10 @@ class CausalSelfAttention(nn.Module):
                 ring_keys.index_copy_(2, slots, k)
                 ring_values.index_copy_(2, slots, v)
             else:  # an ONNX graph cannot write its inputs
-                ring_keys, ring_values = ring_keys.index_copy(2, slots, k), ring_values.index_copy(2, slots, v)
+                # A scatter along the slots' axis, which ONNX has; index_copy there exports as a
+                # transpose of the whole ring, a scatter along its first axis and a transpose back.
+                where = slots[None, None, :, None].expand_as(k)
+                ring_keys, ring_values = ring_keys.scatter(2, where, k), ring_values.scatter(2, where, v)
             # One or two queries against the ring: scaled scores plus the mask's bias in one
             # batched product, a softmax, a product. Fewer and shorter kernels than the fused
             # attention, which is made for long blocks of queries (23 us a layer on an H200).
