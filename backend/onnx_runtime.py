@@ -84,8 +84,9 @@ class OnnxCache:
 
 
 class RingStep:
-    """The GPT step's key/value cache: two rings of the graph's fixed shape, each call reading
-    one and writing the other (a graph cannot write its input in place). Every buffer is made and
+    """The GPT step's key/value cache: two rings of the graph's fixed shape (each layer's keys
+    and values, and the slots' positions), each call reading one and writing the other (a graph
+    cannot write its input in place). Every buffer is made and
     bound once, so on the GPU nothing crosses the bus but the inputs and the logits, and ONNX
     Runtime's CUDA provider captures each kind of call (1 or 2 positions, from ring 0 or 1) as a
     CUDA graph and replays it: a call is ~150 tiny kernels, which launched one by one cost more
@@ -96,7 +97,11 @@ class RingStep:
         self.session = session
         self.device = device
         shapes = {arg.name: arg.shape for arg in session.get_inputs()}
-        self.ring_shape = tuple(int(size) for size in shapes["ring_keys"])
+        # Each layer's keys and values (ring_keys_<layer>, ring_values_<layer>) and the slots'
+        # positions: what a call reads from one ring and writes, as next_<name>, to the other.
+        self.ring_shapes = {
+            name: tuple(int(size) for size in shape) for name, shape in shapes.items() if name.startswith("ring_")
+        }
         self.slots = int(shapes["slot_positions"][0])
         self.d_model = int(shapes["music_steps"][-1])
         self.rings = [self._device_buffers(self._empty_ring()) for _ in range(2)]
@@ -119,10 +124,8 @@ class RingStep:
         self.position = 0
 
     def _empty_ring(self) -> dict[str, np.ndarray]:
-        return {
-            "ring_keys": np.zeros(self.ring_shape, np.float32),
-            "ring_values": np.zeros(self.ring_shape, np.float32),
-            "slot_positions": np.full(self.slots, EMPTY_SLOT, np.int64),
+        return {name: np.zeros(shape, np.float32) for name, shape in self.ring_shapes.items()} | {
+            "slot_positions": np.full(self.slots, EMPTY_SLOT, np.int64)
         }
 
     def _device_buffers(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:

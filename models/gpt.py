@@ -361,7 +361,12 @@ class MotionGPT(nn.Module):
         first: the ONNX graph takes them so, and holds no op that reads a shape to make data
         (such an op runs on the CPU, and a CUDA graph cannot replay what crosses the bus).
         -> upper and lower logits, and the ring's keys, values and slot positions: the ones
-        given, written in place, or (``in_place`` False, for the ONNX graph) new ones."""
+        given, written in place, or (``in_place`` False, for the ONNX graph) new ones, the keys
+        and values then as tuples of one (B, num_heads, R, head_dim) tensor per layer.
+
+        ring_keys, ring_values: stacked (num_layers, ...) tensors, or sequences of per-layer
+        tensors: the ONNX graph takes and returns each layer's apart, since slicing a stacked
+        input and stacking the output copy the whole ring twice more per call."""
         inputs = self.embed(streams, tokens, music_steps)
         slots = positions % slot_positions.shape[0]
         if in_place:
@@ -378,7 +383,7 @@ class MotionGPT(nn.Module):
             keys.append(k)
             values.append(v)
         if not in_place:
-            ring_keys, ring_values = torch.stack(keys), torch.stack(values)
+            ring_keys, ring_values = tuple(keys), tuple(values)
         last = self.final_norm(x)[:, -1]
         return self.upper_head(last), self.lower_head(last), ring_keys, ring_values, slot_positions
 

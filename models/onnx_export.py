@@ -8,8 +8,9 @@ Three graphs (``models.files.ONNX_GRAPHS``), each with dynamic time axes:
 - ``gpt_step``: one generation call of ``MotionGPT.ring_step_at`` with its key/value cache, a
   ring of R slots (``models.gpt.ring_slots``), as inputs and outputs, so each new step costs the
   new positions only: streams, tokens (1, n) int64, music_steps (1, n, d_model), positions (n,)
-  int64, ring_keys, ring_values (layers, 1, heads, R, head_dim), slot_positions (R,) int64 ->
-  upper_logits, lower_logits (1, codes), next_ring_keys, next_ring_values, next_slot_positions.
+  int64, ring_keys_<layer>, ring_values_<layer> (1, heads, R, head_dim) for each layer,
+  slot_positions (R,) int64 -> upper_logits, lower_logits (1, codes), next_ring_keys_<layer>,
+  next_ring_values_<layer>, next_slot_positions.
   Every shape but n is fixed, so ONNX Runtime's CUDA provider can capture a call as a CUDA graph
   and replay it;
 - ``motion_decoder``: upper_tokens, lower_tokens (1, L) int64 -> upper_motion (1, 4L, 90),
@@ -29,6 +30,7 @@ import logging
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -75,8 +77,8 @@ class GenerationStep(nn.Module):
         tokens: torch.Tensor,
         music_steps: torch.Tensor,
         positions: torch.Tensor,
-        ring_keys: torch.Tensor,
-        ring_values: torch.Tensor,
+        ring_keys: list[torch.Tensor],
+        ring_values: list[torch.Tensor],
         slot_positions: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
         return self.gpt.ring_step_at(
@@ -90,8 +92,27 @@ def example_ring(cfg: GPTConfig, next_position: int) -> dict[str, torch.Tensor]:
     held = torch.arange(max(0, next_position - slots), next_position)
     slot_positions = torch.full((slots,), EMPTY_SLOT)
     slot_positions[held % slots] = held
-    shape = cfg.cache_shape(1, slots)
-    return {"ring_keys": torch.randn(shape), "ring_values": torch.randn(shape), "slot_positions": slot_positions}
+    shape = cfg.cache_shape(1, slots)[1:]
+    return {
+        "ring_keys": [torch.randn(shape) for _ in range(cfg.num_layers)],
+        "ring_values": [torch.randn(shape) for _ in range(cfg.num_layers)],
+        "slot_positions": slot_positions,
+    }
+
+
+def flat_names(inputs: dict[str, torch.Tensor | list[torch.Tensor]]) -> list[str]:
+    """The graph's names of ``inputs``, a list's items numbered: ring_keys_0, ring_keys_1, ..."""
+    names = []
+    for name, value in inputs.items():
+        names += [f"{name}_{i}" for i in range(len(value))] if isinstance(value, list) else [name]
+    return names
+
+
+def flat_values(values: Any) -> list[torch.Tensor]:
+    """Tensors of ``values`` (a tensor, or tuples and lists of them) in the graph's order."""
+    if isinstance(values, (tuple, list)):
+        return [tensor for value in values for tensor in flat_values(value)]
+    return [values]
 
 
 class MusicEncoder(nn.Module):
@@ -130,19 +151,23 @@ def example_inputs(gpt: MotionGPT) -> dict[str, dict[str, torch.Tensor]]:
     }
 
 
-OUTPUT_NAMES = {
-    "music_encoder": ["music_steps"],
-    "gpt_step": ["upper_logits", "lower_logits", "next_ring_keys", "next_ring_values", "next_slot_positions"],
-    "motion_decoder": ["upper_motion", "lower_motion"],
-}
+def output_names(graph: str, gpt: MotionGPT) -> list[str]:
+    if graph == "music_encoder":
+        return ["music_steps"]
+    if graph == "gpt_step":
+        layers = range(gpt.cfg.num_layers)
+        rings = [f"next_ring_keys_{i}" for i in layers] + [f"next_ring_values_{i}" for i in layers]
+        return ["upper_logits", "lower_logits", *rings, "next_slot_positions"]
+    return ["upper_motion", "lower_motion"]
 
 
-def dynamic_shapes(graph: str, gpt: MotionGPT) -> dict[str, dict[int, torch.export.Dim] | None]:
+def dynamic_shapes(graph: str, gpt: MotionGPT) -> dict[str, Any]:
     if graph == "music_encoder":
         return {"music": {1: torch.export.Dim("frames", min=gpt.cfg.frames_per_token)}}
     if graph == "gpt_step":
         new = torch.export.Dim("new_positions", min=1, max=MAX_INPUTS)
-        fixed = {"ring_keys": None, "ring_values": None, "slot_positions": None}
+        layers = [None] * gpt.cfg.num_layers
+        fixed = {"ring_keys": layers, "ring_values": layers, "slot_positions": None}
         return {"streams": {1: new}, "tokens": {1: new}, "music_steps": {1: new}, "positions": {0: new}, **fixed}
     steps = torch.export.Dim("steps", min=1)
     return {"upper_tokens": {1: steps}, "lower_tokens": {1: steps}}
@@ -180,8 +205,8 @@ def export_graph(module: nn.Module, graph: str, gpt: MotionGPT, metadata: dict[s
         program = torch.onnx.export(
             module.eval(),
             tuple(inputs.values()),
-            input_names=list(inputs),
-            output_names=OUTPUT_NAMES[graph],
+            input_names=flat_names(inputs),
+            output_names=output_names(graph, gpt),
             dynamic_shapes=dynamic_shapes(graph, gpt),
             opset_version=OPSET,
             dynamo=True,
@@ -207,10 +232,10 @@ def compare_with_torch(modules: dict[str, nn.Module], paths: dict[str, Path], gp
         if graph == "gpt_step":  # a full window of past positions, a sliding step
             inputs.update(positions=torch.arange(900, 902), **example_ring(gpt.cfg, 900))
         with torch.no_grad():
-            expected = module(*inputs.values())
-        expected = expected if isinstance(expected, (tuple, list)) else (expected,)
+            expected = flat_values(module(*inputs.values()))
         session = onnxruntime.InferenceSession(str(paths[graph]), providers=["CPUExecutionProvider"])
-        got = session.run(None, {name: value.numpy() for name, value in inputs.items()})
+        feeds = dict(zip(flat_names(inputs), flat_values(list(inputs.values())), strict=True))
+        got = session.run(None, {name: value.numpy() for name, value in feeds.items()})
         differences[graph] = max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected, strict=True))
     return differences
 
