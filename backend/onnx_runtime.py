@@ -86,8 +86,8 @@ class OnnxCache:
 class RingStep:
     """The GPT step's key/value cache: two rings of the graph's fixed shape (each layer's keys
     and values, and the slots' positions), each call reading one and writing the other (a graph
-    cannot write its input in place). Every buffer is made and
-    bound once, so on the GPU nothing crosses the bus but the inputs and the logits, and ONNX
+    cannot write its input in place). Every buffer is made and bound once, so on the GPU
+    nothing crosses the bus but the inputs and the logits, and ONNX
     Runtime's CUDA provider captures each kind of call (1 or 2 positions, from ring 0 or 1) as a
     CUDA graph and replays it: a call is ~150 tiny kernels, which launched one by one cost more
     than the work (2.5 ms a call on an H200 before, with the cache bound but no graphs)."""

@@ -154,10 +154,8 @@ def example_inputs(gpt: MotionGPT) -> dict[str, dict[str, torch.Tensor]]:
 def output_names(graph: str, gpt: MotionGPT) -> list[str]:
     if graph == "music_encoder":
         return ["music_steps"]
-    if graph == "gpt_step":
-        layers = range(gpt.cfg.num_layers)
-        rings = [f"next_ring_keys_{i}" for i in layers] + [f"next_ring_values_{i}" for i in layers]
-        return ["upper_logits", "lower_logits", *rings, "next_slot_positions"]
+    if graph == "gpt_step":  # each ring input's successor is next_<its name> (backend.onnx_runtime.RingStep)
+        return ["upper_logits", "lower_logits", *(f"next_{name}" for name in flat_names(example_ring(gpt.cfg, 0)))]
     return ["upper_motion", "lower_motion"]
 
 
