@@ -175,18 +175,19 @@ def test_a_scored_rollout_carries_its_watched_relations() -> None:
     upper, lower = encode_motion(*known_dance(96))
     beats = np.zeros(96, dtype=bool)
     beats[::15] = True
-    rewards, parts, kinetic = score_one((upper, lower, beats, 4, RewardWeights(), True))
+    rewards, parts, features = score_one((upper, lower, beats, 4, RewardWeights(), True))
     assert rewards.shape == (24,)
-    unwatched_rewards, unwatched, unwatched_kinetic = score_one((upper, lower, beats, 4, RewardWeights(), False))
+    unwatched_rewards, unwatched, unwatched_features = score_one((upper, lower, beats, 4, RewardWeights(), False))
     np.testing.assert_array_equal(unwatched_rewards, rewards)
-    np.testing.assert_array_equal(unwatched_kinetic, kinetic)
+    np.testing.assert_array_equal(unwatched_features, features)
     assert unwatched == {key: value for key, value in parts.items() if not key.startswith("relation_")}
     positions, _ = sk.forward_kinematics(*decode_motion(upper, lower))
     positions[..., 1] -= floor_height(positions)
     expected = geometric_features(prepare(positions, 30))
     for i in WATCHED_RELATIONS:
         assert parts[f"relation_{i}"] == expected[i] and 0.0 <= expected[i] <= 1.0
-    np.testing.assert_allclose(kinetic, kinetic_features(prepare(positions, 30), published_quirk=False))
+    np.testing.assert_allclose(features[:72], kinetic_features(prepare(positions, 30), published_quirk=False))
+    np.testing.assert_allclose(features[72:], expected)
 
 
 def test_the_variety_bonus_pays_the_rollout_unlike_the_rest() -> None:
@@ -212,6 +213,25 @@ def test_the_variety_bonus_pays_the_rollout_unlike_the_rest() -> None:
     assert collapsed_diversity < 0.05 * diversity and np.abs(collapsed_bonus).max() < 0.05 * bonus[3]
     same_bonus, same_diversity = variety_bonus(np.ones((4, 72)), scale)
     assert np.all(same_bonus == 0.0) and same_diversity == 0.0
+
+
+def test_the_realism_charge_pulls_the_batch_mean_not_each_rollout() -> None:
+    from training.train_actor_critic import realism_charge
+
+    rng = np.random.default_rng(1)
+    mean, std = np.zeros(104), np.full(104, 2.0)
+    std[5] = 0.0  # a relation the captures never show: counted in plain units, as FID does
+    centred = rng.normal(size=(16, 104)) * 2.0
+    centred -= centred.mean(axis=0)  # the batch's mean is the captures'
+    charge, gap = realism_charge(centred, mean, std)
+    assert gap < 1e-20 and np.allclose(charge, 0.0)  # spread alone costs nothing
+    leaning = centred.copy()
+    leaning[:, 7] += 4.0  # the batch errs upwards on one feature (2 of its standard deviations)
+    charge, gap = realism_charge(leaning, mean, std)
+    assert gap == pytest.approx(4.0 / 104) and abs(charge.sum()) < 1e-9
+    # the rollouts that err the batch's way are charged, those leaning back are paid
+    assert np.array_equal(np.argsort(charge), np.argsort(leaning[:, 7]))
+    assert charge[leaning[:, 7].argmax()] > 0 > charge[leaning[:, 7].argmin()]
 
 
 def test_the_entropy_bonus_widens_the_policy() -> None:
@@ -256,8 +276,12 @@ def test_actor_critic_runs_resumes_and_writes_a_gpt(tmp_path: Path) -> None:
         sys.executable, "-m", "training.train_actor_critic", "--generator", str(weights),
         "--music", str(tmp_path / "music.npz"), "--out", str(tmp_path / "ac"),
         "--batch", "2", "--rollout-steps", "12", "--critic-warmup", "1",
-        "--slow-weight", "0.5", "--slow-joints", "legs", "--variety-weight", "1",
+        "--slow-weight", "0.5", "--slow-joints", "legs", "--variety-weight", "1", "--realism-weight", "1",
     ]  # fmt: skip
+    unsure = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert unsure.returncode == 2 and "--realism-weight needs --capture-statistics" in unsure.stderr
+    np.savez(tmp_path / "stats.npz", mean=np.zeros(104), std=np.ones(104), clips=4)
+    command += ["--capture-statistics", str(tmp_path / "stats.npz")]
     first = subprocess.run([*command, "--max-iterations", "2"], cwd=REPO, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     second = subprocess.run(
@@ -558,3 +582,32 @@ def test_saved_song_features_are_the_songs_own(tmp_path: Path, click_song: Path)
         np.testing.assert_array_equal(music.features, direct.features)
         np.testing.assert_allclose(music.beat_times, direct.beat_times)
     assert saved_songs(None) == []
+
+
+def test_capture_statistics_are_the_training_clips_features(tmp_path: Path) -> None:
+    """Only the captures neither held out nor mirrored count, one 10-s clip each here."""
+    from training.capture_statistics import capture_statistics
+    from training.dance_features import FEATURE_DIMS, dance_features, prepare
+    from training.quality_report import load_captures
+
+    tiny_dataset(tmp_path / "dataset.npz", dances=5, frames=330)  # 11 s at 30 fps: one clip per dance
+    mean, std, count = capture_statistics(tmp_path / "dataset.npz")
+    assert count == 2 and mean.shape == std.shape == (FEATURE_DIMS,)  # dances 0 and 2; 4 is held out
+    captures = load_captures(tmp_path / "dataset.npz")
+    assert [name for name, held in zip(captures.names, captures.held_out, strict=True) if not held] == [
+        "dance0",
+        "dance2",
+    ]
+    first = dance_features(prepare(captures.motions[0].positions[:300], 30))
+    second = dance_features(prepare(captures.motions[1].positions[:300], 30))
+    np.testing.assert_allclose(mean, (first + second) / 2)
+    np.testing.assert_allclose(std, np.abs(first - second) / 2, atol=1e-12)
+    missing = subprocess.run(
+        [sys.executable, "-m", "training.capture_statistics", "--dataset", str(tmp_path / "none.npz"), "--out", "x"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode != 0 and missing.stderr.strip().splitlines() == [
+        f"error: --dataset {tmp_path / 'none.npz'}: no such file"
+    ]

@@ -192,6 +192,15 @@ def geometric_features(positions: np.ndarray) -> np.ndarray:
     return geometric_relations(positions).mean(axis=0).astype(np.float64)
 
 
+KINETIC_DIMS = 72  # 24 joints x 3: the first part of dance_features' vector
+FEATURE_DIMS = KINETIC_DIMS + 32  # and the geometric relations
+
+
+def dance_features(positions: np.ndarray) -> np.ndarray:
+    """(104,) the corrected kinetic features (72) then the geometric ones (32) of prepared positions."""
+    return np.concatenate([kinetic_features(positions, published_quirk=False), geometric_features(positions)])
+
+
 def normalise(real: np.ndarray, generated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both (N, D) sets standardised by the real set's mean and standard deviation (Bailando)."""
     mean, std = real.mean(axis=0), real.std(axis=0)

@@ -9,8 +9,10 @@ train on takes part: the training captures' songs and the music-only songs of
 the GPT (the actor) on random stretches of music, decodes them with the frozen VQ-VAE,
 scores every token step, and moves the actor along the advantage (discounted return minus
 the critic's value) with a KL penalty to the starting policy, which keeps the moves close
-to the captures', an optional bonus on the policy's entropy, and an optional bonus on each
-rollout's variety: how far its kinetic features lie from the other rollouts' of the batch.
+to the captures', an optional bonus on the policy's entropy, an optional bonus on each
+rollout's variety (how far its kinetic features lie from the other rollouts' of the batch), and
+an optional realism charge (how far the batch's dance features lie, on average, from the
+training captures', ``training.capture_statistics``).
 The critic is trained alone first. Resumes from ``<out>/train_state.pt``;
 writes ``<out>/gpt.safetensors`` for ``training.export`` and, with ``--keep-every N``, the
 actor every N iterations as ``<out>/gpt_<iteration>.safetensors`` (fp16, as shipped), so that
@@ -44,7 +46,7 @@ from models.vqvae import MotionVQVAE, VQVAEConfig
 
 from .beat_reward import CAPTURES_SLOWEST_LEG_SPEED_M_S, RewardWeights, step_rewards
 from .common import Logger, optimiser_step, setup_distributed
-from .dance_features import geometric_features, kinetic_features, prepare
+from .dance_features import FEATURE_DIMS, KINETIC_DIMS, dance_features, prepare
 from .prepare_data import load_song_features
 
 MAX_GRAD_NORM = 1.0  # gradient clipping of both networks, as the GPT's own training
@@ -72,6 +74,10 @@ class ActorCriticConfig:
     # policy to one way of moving for every song (version 4's critic run: Div_k 5.2 of the
     # captures' 11.3), which per-step entropy does not prevent (model card).
     variety_weight: float = 0.0
+    # Charge per step on the rollout's share of the batch's distance from the training
+    # captures' mean dance features (``realism_charge``): the variety bonus spreads the dances
+    # where the captures never go (its first runs: FID_k 171-196 against version 4's 89).
+    realism_weight: float = 0.0
     log_every: int = 10
     save_every: int = 50
     keep_every: int = 0  # iterations between kept snapshots of the actor; 0: none
@@ -123,8 +129,8 @@ def token_log_probs(
 def score_one(
     task: tuple[np.ndarray, np.ndarray, np.ndarray, int, RewardWeights, bool],
 ) -> tuple[np.ndarray, dict, np.ndarray]:
-    """One rollout's motion vectors -> its step rewards, their parts, and its (72,) kinetic
-    features (corrected: without the published features' travel term); when ``watch`` (the
+    """One rollout's motion vectors -> its step rewards, their parts, and its (104,) dance
+    features (``dance_features``: 72 kinetic, corrected, then 32 geometric); when ``watch`` (the
     task's last item: an iteration that logs) the parts include the shares of the
     WATCHED_RELATIONS (``relation_<i>``), which only the log reads (run in worker processes)."""
     upper_motion, lower_motion, beats, per_token, weights, watch = task
@@ -132,12 +138,11 @@ def score_one(
     positions, _ = forward_kinematics(rotations, translation)
     positions[..., 1] -= floor_height(positions)  # as the pipeline grounds dances
     rewards, parts = step_rewards(positions, beats, per_token, weights)
-    prepared = prepare(positions, FPS)
-    kinetic = kinetic_features(prepared, published_quirk=False)
+    features = dance_features(prepare(positions, FPS))
     if not watch:
-        return rewards, parts, kinetic
-    shares = geometric_features(prepared)
-    return rewards, parts | {f"relation_{i}": float(shares[i]) for i in WATCHED_RELATIONS}, kinetic
+        return rewards, parts, features
+    shares = features[KINETIC_DIMS:]
+    return rewards, parts | {f"relation_{i}": float(shares[i]) for i in WATCHED_RELATIONS}, features
 
 
 def variety_bonus(features: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, float]:
@@ -160,6 +165,23 @@ def variety_bonus(features: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, 
     return to_others - to_others.mean(), float(to_others.mean())
 
 
+def realism_charge(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, float]:
+    """(B, D) rollouts' features -> (B,) each one's charge, and the batch's gap: the squared
+    distance of its mean from the captures' ``mean``, in the captures' ``std`` per feature (the
+    mean term of FID, as FID normalises), divided by D.
+
+    The charge is the REINFORCE signal of that gap: each rollout's deviation from the batch
+    mean projected on the batch's own deviation from the captures, so a rollout that leans the
+    way the batch already errs is charged and one that leans back is paid (the charges sum to
+    zero). Unlike a charge on each rollout's own distance from the captures' mean, it asks for
+    no rollout to be average: only the batch as a whole, so it leaves the spread to the policy.
+    """
+    dims = features.shape[1]
+    normal = (features - mean) / np.where(std > 0, std, 1.0)
+    bias = normal.mean(axis=0)
+    return (normal - bias) @ bias / dims, float(bias @ bias / dims)
+
+
 def score(
     vqvae: MotionVQVAE,
     upper: torch.Tensor,
@@ -170,7 +192,7 @@ def score(
     watch: bool = False,
 ) -> tuple[np.ndarray, dict[str, float], np.ndarray]:
     """(B, L) rewards of the rollouts, the mean of their parts (with the watched relations'
-    shares when ``watch``) and (B, 72) their kinetic features."""
+    shares when ``watch``) and (B, 104) their dance features."""
     with torch.no_grad():
         upper_motion, lower_motion = vqvae.decode(upper, lower)
     upper_motion, lower_motion = upper_motion.float().cpu().numpy(), lower_motion.float().cpu().numpy()
@@ -182,7 +204,7 @@ def score(
     results = pool.map(score_one, tasks) if pool is not None else [score_one(task) for task in tasks]
     rewards = np.stack([reward for reward, _, _ in results])
     means = {key: float(np.mean([part[key] for _, part, _ in results])) for key in results[0][1]}
-    return rewards, means, np.stack([kinetic for _, _, kinetic in results])
+    return rewards, means, np.stack([features for _, _, features in results])
 
 
 def discounted_returns(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -244,12 +266,37 @@ def main() -> None:
         help="bonus per step on how far the rollout's kinetic features lie from the batch's others",
     )
     parser.add_argument(
+        "--realism-weight",
+        type=float,
+        default=defaults.realism_weight,
+        help="charge per step on the rollout's part in the batch's distance from the captures' dance features",
+    )
+    parser.add_argument(
+        "--capture-statistics",
+        type=Path,
+        default=None,
+        help="the captures' feature statistics (training.capture_statistics), which --realism-weight needs",
+    )
+    parser.add_argument(
         "--keep-every", type=int, default=defaults.keep_every, help="keep the actor every N iterations (0: never)"
     )
     parser.add_argument(
         "--score-workers", type=int, default=0, help="processes scoring rollouts (default: the cores / GPUs)"
     )
     args = parser.parse_args()
+    if args.realism_weight and args.capture_statistics is None:
+        parser.error("--realism-weight needs --capture-statistics (python -m training.capture_statistics)")
+    capture_mean = capture_std = None
+    if args.capture_statistics is not None:
+        try:
+            with np.load(args.capture_statistics) as statistics:
+                capture_mean, capture_std = statistics["mean"], statistics["std"]
+        except (OSError, KeyError, ValueError) as error:
+            parser.error(f"--capture-statistics {args.capture_statistics}: not a capture_statistics file ({error})")
+        if capture_mean.shape != (FEATURE_DIMS,) or capture_std.shape != (FEATURE_DIMS,):
+            parser.error(
+                f"--capture-statistics {args.capture_statistics}: {capture_mean.shape} features, not {FEATURE_DIMS}"
+            )
     slow_limit = args.slow_limit
     if slow_limit is None:
         slow_limit = CAPTURES_SLOWEST_LEG_SPEED_M_S if args.slow_joints == "legs" else defaults.reward.slow_limit_m_s
@@ -262,6 +309,7 @@ def main() -> None:
         actor_learning_rate=args.actor_learning_rate,
         entropy_weight=args.entropy_weight,
         variety_weight=args.variety_weight,
+        realism_weight=args.realism_weight,
         keep_every=args.keep_every,
         reward=dataclasses.replace(
             defaults.reward,
@@ -336,7 +384,8 @@ def main() -> None:
         music = torch.from_numpy(music_np).to(env.device)
         upper, lower = rollout(gpt, music, cfg.rollout_steps)
         logs_now = (iteration + 1) % cfg.log_every == 0
-        rewards_np, parts, kinetic = score(vqvae, upper, lower, music_np, cfg.reward, pool, watch=logs_now)
+        rewards_np, parts, features = score(vqvae, upper, lower, music_np, cfg.reward, pool, watch=logs_now)
+        kinetic = features[:, :KINETIC_DIMS]
         if variety_scale is None:
             # The units of the variety bonus: the starting policy's spread, over the critic's warm-up.
             warm_up_kinetic.append(kinetic)
@@ -345,6 +394,9 @@ def main() -> None:
         if variety_scale is not None:
             bonus, parts["variety"] = variety_bonus(kinetic, variety_scale)
             rewards_np = rewards_np + cfg.variety_weight * bonus[:, None]
+        if capture_mean is not None:
+            charge, parts["realism_gap"] = realism_charge(features, capture_mean, capture_std)
+            rewards_np = rewards_np - cfg.realism_weight * charge[:, None]
         rewards = torch.from_numpy(rewards_np).float().to(env.device)
 
         training_actor = iteration >= cfg.critic_warmup
