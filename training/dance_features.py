@@ -201,11 +201,16 @@ def dance_features(positions: np.ndarray) -> np.ndarray:
     return np.concatenate([kinetic_features(positions, published_quirk=False), geometric_features(positions)])
 
 
+def standardise(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(..., D) features in units of a real set's (D,) mean and standard deviation; a feature
+    the real set never varies stays in its own units."""
+    return (features - mean) / np.where(std > 0, std, 1.0)
+
+
 def normalise(real: np.ndarray, generated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both (N, D) sets standardised by the real set's mean and standard deviation (Bailando)."""
     mean, std = real.mean(axis=0), real.std(axis=0)
-    std = np.where(std > 0, std, 1.0)
-    return (real - mean) / std, (generated - mean) / std
+    return standardise(real, mean, std), standardise(generated, mean, std)
 
 
 def frechet_distance(real: np.ndarray, generated: np.ndarray) -> float:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -163,12 +163,9 @@ def retrieval_dance(music: np.ndarray, captures: Captures) -> Motion:
 def generated_dance(
     generator: DanceGenerator,
     music: MusicFeatures,
-    seed: int,
-    temperature: float = 1.0,
+    sampling: SamplingConfig,
     stage_radius_m: float = STAGE_RADIUS_M,
-    top_k: int = 0,
 ) -> Motion:
-    sampling = SamplingConfig(seed=seed, temperature=temperature, top_k=top_k)
     dance = generate(music, generator, sampling, stage_radius_m=stage_radius_m)
     return motion_from(quaternion_to_matrix(dance.joint_rotations), dance.root_translation)
 
@@ -251,13 +248,14 @@ def main() -> None:
     held = [k for k, held_out in enumerate(captures.held_out) if held_out]
     real_clips = clips([captures.motions[k] for k in held])
     ours = DanceGenerator.load(args.model, args.device)
-    # method -> (generator, sampling temperature, top-k)
-    models = {"ours": (ours, 1.0, 0)}
-    models |= {f"ours, temperature {t:g}": (ours, t, 0) for t in args.temperatures}
-    models |= {f"ours, top-k {k}": (ours, 1.0, k) for k in args.top_ks}
+    # method -> (generator, how it samples; the seed set per dance)
+    plain = SamplingConfig()
+    models = {"ours": (ours, plain)}
+    models |= {f"ours, temperature {t:g}": (ours, SamplingConfig(temperature=t)) for t in args.temperatures}
+    models |= {f"ours, top-k {k}": (ours, SamplingConfig(top_k=k)) for k in args.top_ks}
     if args.without_critic is not None:
-        models["without critic"] = (DanceGenerator.load(args.without_critic, args.device), 1.0, 0)
-    models |= {path.stem: (DanceGenerator.load(path, args.device), 1.0, 0) for path in args.also}
+        models["without critic"] = (DanceGenerator.load(args.without_critic, args.device), plain)
+    models |= {path.stem: (DanceGenerator.load(path, args.device), plain) for path in args.also}
     song_sets = {
         "held-out Tang songs": [(captures.names[k], features_as_music(captures.features[k])) for k in held],
         "unseen songs": [(song.name, song_features(song)) for song in args.songs] + saved_songs(args.song_features),
@@ -273,11 +271,11 @@ def main() -> None:
             rows["captures (ground truth)"] = [
                 dance_row(captures.motions[k], music.beat_times) for k, (_, music) in zip(held, pieces, strict=True)
             ]
-        for method, (generator, temperature, top_k) in models.items():
+        for method, (generator, sampling) in models.items():
             motions[method], rows[method] = [], []
             for name, music in pieces:
                 for seed in args.seeds:
-                    motion = generated_dance(generator, music, seed, temperature, args.stage_radius, top_k)
+                    motion = generated_dance(generator, music, replace(sampling, seed=seed), args.stage_radius)
                     motions[method].append(motion)
                     rows[method].append(dance_row(motion, music.beat_times))
                     print(f"{title}: {method} {name} seed {seed}: bas {rows[method][-1]['bas']:.3f}", flush=True)

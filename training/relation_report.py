@@ -25,6 +25,7 @@ import numpy as np
 from backend.generator import DanceGenerator
 from backend.music_features import FPS
 from backend.pipeline import STAGE_RADIUS_M
+from backend.sampling import SamplingConfig
 
 from .dance_features import GEOMETRIC_NAMES, frechet_distance, geometric_features, normalise, prepare
 from .evaluate import features_as_music
@@ -53,7 +54,9 @@ def main() -> None:
     methods: dict[str, list[Motion]] = {}
     for name, generator in generators.items():
         methods[name] = [
-            generated_dance(generator, features_as_music(captures.features[k]), seed, stage_radius_m=args.stage_radius)
+            generated_dance(
+                generator, features_as_music(captures.features[k]), SamplingConfig(seed=seed), args.stage_radius
+            )
             for k in held
             for seed in args.seeds
         ]

@@ -46,7 +46,7 @@ from models.vqvae import MotionVQVAE, VQVAEConfig
 
 from .beat_reward import CAPTURES_SLOWEST_LEG_SPEED_M_S, RewardWeights, step_rewards
 from .common import Logger, optimiser_step, setup_distributed
-from .dance_features import FEATURE_DIMS, KINETIC_DIMS, dance_features, prepare
+from .dance_features import FEATURE_DIMS, KINETIC_DIMS, dance_features, prepare, standardise
 from .prepare_data import load_song_features
 
 MAX_GRAD_NORM = 1.0  # gradient clipping of both networks, as the GPT's own training
@@ -177,7 +177,7 @@ def realism_charge(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> t
     no rollout to be average: only the batch as a whole, so it leaves the spread to the policy.
     """
     dims = features.shape[1]
-    normal = (features - mean) / np.where(std > 0, std, 1.0)
+    normal = standardise(features, mean, std)
     bias = normal.mean(axis=0)
     return (normal - bias) @ bias / dims, float(bias @ bias / dims)
 
