@@ -2,8 +2,8 @@
 
 Reads the graphs ``python -m models.onnx_export`` writes beside a checkpoint; needs neither
 torch nor the checkpoint itself (when the checkpoint is there, the graphs must have been made
-from it). The GPT's key/value cache is a ring in buffers bound once (``RingStep``): on the GPU
-it never crosses the bus, and each kind of call replays a CUDA graph.
+from it). The GPT's key/value cache is a ring in buffers bound once and written in place
+(``RingStep``): on the GPU it never crosses the bus, and each kind of call replays a CUDA graph.
 """
 
 from __future__ import annotations
@@ -77,20 +77,26 @@ def cuda_available() -> bool:
 
 @dataclass
 class OnnxCache:
-    """A song's place in ``RingStep``'s rings: the rings live there, so each cache is used
-    once, and the one a step returns is the one to pass next."""
+    """A song's place in ``RingStep``'s ring: the ring lives there, so each cache is used once,
+    and the one a step returns is the one to pass next."""
 
     position: int
 
 
 class RingStep:
-    """The GPT step's key/value cache: two rings of the graph's fixed shape (each layer's keys
-    and values, and the slots' positions), each call reading one and writing the other (a graph
-    cannot write its input in place). Every buffer is made and bound once, so on the GPU
-    nothing crosses the bus but the inputs and the logits, and ONNX
-    Runtime's CUDA provider captures each kind of call (1 or 2 positions, from ring 0 or 1) as a
-    CUDA graph and replays it: a call is ~150 tiny kernels, which launched one by one cost more
-    than the work (2.5 ms a call on an H200 before, with the cache bound but no graphs)."""
+    """The GPT step's key/value cache: one ring of the graph's fixed shape (each layer's keys and
+    values, and the slots' positions), bound once as both the inputs ``<name>`` and the outputs
+    ``next_<name>``, so each call writes its new slots in place.
+
+    That is sound for the graphs of ``models.onnx_export``, which checks it: each ring input is
+    read by one node only, a scatter, whose output is ``next_<name>``; ONNX Runtime's scatter
+    kernels (CPU and CUDA) copy their input to their output only when the two are different
+    buffers. Writing into a second ring instead copied the whole ring every call (12 copies of
+    283 KB: a fifth of a call's time on a 2-core CPU). Every buffer is made and bound once, so on
+    the GPU nothing crosses the bus but the inputs and the logits, and ONNX Runtime's CUDA
+    provider captures each kind of call (1 or 2 positions) as a CUDA graph and replays it: a call
+    is ~150 tiny kernels, which launched one by one cost more than the work (2.5 ms a call on
+    an H200 before, with the cache bound but no graphs)."""
 
     def __init__(self, runtime: Any, session: Any, device: str) -> None:
         self.ort = runtime
@@ -98,13 +104,13 @@ class RingStep:
         self.device = device
         shapes = {arg.name: arg.shape for arg in session.get_inputs()}
         # Each layer's keys and values (ring_keys_<layer>, ring_values_<layer>) and the slots'
-        # positions: what a call reads from one ring and writes, as next_<name>, to the other.
+        # positions: what a call reads and writes back, as next_<name>, into the same buffer.
         self.ring_shapes = {
             name: tuple(int(size) for size in shape) for name, shape in shapes.items() if name.startswith("ring_")
         }
         self.slots = int(shapes["slot_positions"][0])
         self.d_model = int(shapes["music_steps"][-1])
-        self.rings = [self._device_buffers(self._empty_ring()) for _ in range(2)]
+        self.ring = self._device_buffers(self._empty_ring())
         # Per input count, what the bound input buffers hold, here and there: a call copies only
         # what changed (most calls' streams and music do not), each copy a wait on the GPU.
         self.host_inputs = {
@@ -119,8 +125,7 @@ class RingStep:
         self.inputs = {count: self._device_buffers(arrays) for count, arrays in self.host_inputs.items()}
         codes = {out.name: int(out.shape[-1]) for out in session.get_outputs() if out.name.endswith("_logits")}
         self.logits = self._device_buffers({name: np.zeros((1, size), np.float32) for name, size in codes.items()})
-        self.bindings: dict[tuple[int, int], tuple[Any, Any]] = {}
-        self.source = 0  # the ring the next call reads
+        self.bindings: dict[int, tuple[Any, Any]] = {}
         self.position = 0
 
     def _empty_ring(self) -> dict[str, np.ndarray]:
@@ -135,26 +140,26 @@ class RingStep:
             name: self.ort.OrtValue.ortvalue_from_numpy(value.copy(), self.device, 0) for name, value in arrays.items()
         }
 
-    def _binding(self, count: int, source: int) -> tuple[Any, Any]:
-        key = (count, source)
-        if key not in self.bindings:
+    def _binding(self, count: int) -> tuple[Any, Any]:
+        if count not in self.bindings:
             binding = self.session.io_binding()
-            for name, value in {**self.inputs[count], **self.rings[source]}.items():
+            for name, value in {**self.inputs[count], **self.ring}.items():
                 binding.bind_ortvalue_input(name, value)
-            for name, value in {**self.logits, **self.rings[1 - source]}.items():
-                binding.bind_ortvalue_output(name if name.endswith("_logits") else f"next_{name}", value)
+            for name, value in self.logits.items():
+                binding.bind_ortvalue_output(name, value)
+            for name, value in self.ring.items():
+                binding.bind_ortvalue_output(f"next_{name}", value)
             options = self.ort.RunOptions()
             if self.device == "cuda":  # one CUDA graph per kind of call; ids from 1 (0 is the default)
-                options.add_run_config_entry(CUDA_GRAPH_ID, str(1 + 2 * (count - 1) + source))
-            self.bindings[key] = (binding, options)
-        return self.bindings[key]
+                options.add_run_config_entry(CUDA_GRAPH_ID, str(count))
+            self.bindings[count] = (binding, options)
+        return self.bindings[count]
 
     def new_cache(self) -> OnnxCache:
-        """Ring 0 emptied, for a new song. (A ring restarted at position 0 would not see what
+        """The ring emptied, for a new song. (A ring restarted at position 0 would not see what
         an earlier song left: each slot is rewritten before its position comes into a window.)"""
         for name, value in self._empty_ring().items():
-            self.rings[0][name].update_inplace(value)
-        self.source = 0
+            self.ring[name].update_inplace(value)
         self.position = 0
         return OnnxCache(0)
 
@@ -175,9 +180,8 @@ class RingStep:
             if not np.array_equal(held, value):
                 held[...] = value
                 self.inputs[count][name].update_inplace(held)
-        binding, options = self._binding(count, self.source)
+        binding, options = self._binding(count)
         self.session.run_with_iobinding(binding, options)
-        self.source = 1 - self.source
         self.position += count
         return self.logits["upper_logits"].numpy()[0], self.logits["lower_logits"].numpy()[0], OnnxCache(self.position)
 

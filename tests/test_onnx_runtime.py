@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import onnx as onnx_format
 import pytest
 import torch
 
@@ -18,7 +19,7 @@ from backend.sampling import SamplingConfig
 from models.checkpoint import save_checkpoint
 from models.files import ONNX_GRAPHS, CheckpointError, onnx_path
 from models.gpt import GPTConfig, MotionGPT
-from models.onnx_export import export_generator
+from models.onnx_export import check_ring_in_place, export_generator
 from models.vqvae import MotionVQVAE, VQVAEConfig
 
 from .conftest import REPO
@@ -63,8 +64,8 @@ def test_exported_graphs_give_torchs_tokens_far_past_the_window(exported: Path) 
 
 
 def test_the_ring_starts_each_song_afresh_and_refuses_a_stale_cache(exported: Path) -> None:
-    """The GPT step's rings are reused from song to song: a second song gives what the first did,
-    and a cache that is not the last step's is refused rather than read from the wrong ring."""
+    """The GPT step's ring is reused from song to song: a second song gives what the first did,
+    and a cache that is not the last step's is refused rather than read where the ring has moved on."""
     onnx = DanceGenerator.load(exported, "cpu", "onnx")
     features = np.random.default_rng(5).normal(0, 30, (4 * 3 * SMALL_GPT.context_steps, 57)).astype(np.float32)
     first = onnx.tokens(features, SamplingConfig(seed=4))
@@ -79,6 +80,18 @@ def test_the_ring_starts_each_song_afresh_and_refuses_a_stale_cache(exported: Pa
     with pytest.raises(RuntimeError, match="used twice"):
         networks.step(np.array([0]), np.array([0]), music, cache)
     networks.step(np.array([1]), np.array([3]), music, later)
+
+
+def test_the_ring_is_written_in_place_only_where_the_graph_allows_it(exported: Path) -> None:
+    """RingStep binds one buffer as each ring input and its next_ output: sound only while each
+    ring input is read by its scatter alone. The exporter checks it; the shipped graph passes;
+    a graph with a second reader of a ring input is refused."""
+    for weights in (exported, DEFAULT_WEIGHTS):
+        check_ring_in_place(onnx_format.load(str(onnx_path(weights, "gpt_step"))))
+    model = onnx_format.load(str(onnx_path(exported, "gpt_step")))
+    model.graph.node.append(onnx_format.helper.make_node("Identity", ["ring_values_1"], ["old_values"]))
+    with pytest.raises(CheckpointError, match=r"ring input ring_values_1 is read by \[ScatterElements -> next_ring_"):
+        check_ring_in_place(model)
 
 
 def test_graphs_of_another_checkpoint_are_refused(exported: Path, tmp_path: Path) -> None:
