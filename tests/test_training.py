@@ -234,6 +234,58 @@ def test_the_realism_charge_pulls_the_batch_mean_not_each_rollout() -> None:
     assert charge[leaning[:, 7].argmax()] > 0 > charge[leaning[:, 7].argmin()]
 
 
+def test_the_spread_charge_is_the_gradient_of_fids_covariance_term() -> None:
+    """Each rollout's charge is half the move of the covariance term (per feature) that weighing
+    it a little more would make, less the batch's mean: checked against finite differences."""
+    from training.train_actor_critic import frechet_spread_pull, spread_charge
+
+    rng = np.random.default_rng(2)
+    mean, std = rng.normal(size=104), rng.uniform(0.5, 2.0, 104)
+    mixing = np.eye(104) + 0.3 * rng.normal(size=(104, 104)) / np.sqrt(104)
+    target = mixing @ mixing.T  # the captures' covariance, standardised
+    recent = mean + std * (rng.normal(size=(600, 104)) * rng.uniform(0.5, 1.5, 104))
+    features = recent[-8:]  # the batch: the last rollouts of the memory
+
+    def term(weights: np.ndarray) -> float:
+        normal = (recent - mean) / std
+        return sum(
+            frechet_spread_pull(np.cov(normal[:, b], rowvar=False, aweights=weights, bias=True), target[b, b])[1]
+            for b in (slice(0, 72), slice(72, 104))
+        )
+
+    charge, gap = spread_charge(features, recent, mean, std, target)
+    assert abs(charge.sum()) < 1e-9 and gap == pytest.approx(term(np.ones(600)) / 104)
+    step = 1e-4
+    moves = []
+    for i in range(592, 600):
+        weights = np.ones(600)
+        weights[i] += step
+        moves.append((term(weights) - term(np.ones(600))) / step * 600 / 2 / 104)
+    moves = np.array(moves)
+    np.testing.assert_allclose(charge, moves - moves.mean(), atol=1e-3 * np.abs(charge).max())
+
+
+def test_the_spread_charge_pays_for_the_captures_spread() -> None:
+    from training.train_actor_critic import spread_charge
+
+    rng = np.random.default_rng(4)
+    mean, std, target = np.zeros(104), np.ones(104), np.eye(104)
+    target[72, 73] = target[73, 72] = 0.9  # two relations the captures show together
+    probes = np.zeros((4, 104))
+    probes[0, :72] = probes[1, 72:] = 2.0  # far out in the kinetic, in the geometric features
+    probes[2, 72:74] = [1.5, 1.5]  # the two relations together
+    probes[3, 72:74] = [1.5, -1.5]  # one without the other
+    for scale, sign in ((2.0, 1), (0.5, -1)):  # the policy spreads too wide: far out is charged; too narrow: paid
+        recent = np.concatenate([rng.normal(size=(2000, 104)) * scale, probes])
+        charge, gap = spread_charge(probes, recent, mean, std, target)
+        assert np.sign(charge[0] - charge[2]) == sign and np.sign(charge[1] - charge[2]) == sign and gap > 0.1
+    recent = np.concatenate([rng.normal(size=(2000, 104)), probes])
+    charge, _ = spread_charge(probes, recent, mean, std, target)
+    assert charge[2] < charge[3]  # moving them together, as the captures do, is paid
+    matched = rng.multivariate_normal(np.zeros(104), target, size=20000)
+    assert spread_charge(matched[:8], matched, mean, std, target)[1] < 0.02  # the captures' own spread: no gap
+
+
 def test_the_entropy_bonus_widens_the_policy() -> None:
     """token_log_probs' entropy is the two heads' Categorical entropies, and a step on the
     bonus alone (advantage zero) raises it."""
@@ -280,8 +332,12 @@ def test_actor_critic_runs_resumes_and_writes_a_gpt(tmp_path: Path) -> None:
     ]  # fmt: skip
     unsure = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert unsure.returncode == 2 and "--realism-weight needs --capture-statistics" in unsure.stderr
-    np.savez(tmp_path / "stats.npz", mean=np.zeros(104), std=np.ones(104), clips=4)
-    command += ["--capture-statistics", str(tmp_path / "stats.npz")]
+    np.savez(tmp_path / "old_stats.npz", mean=np.zeros(104), std=np.ones(104), clips=4)
+    command += ["--spread-weight", "1", "--capture-statistics"]
+    old = subprocess.run([*command, str(tmp_path / "old_stats.npz")], cwd=REPO, capture_output=True, text=True)
+    assert old.returncode == 2 and "old_stats.npz: has no covariance, which --spread-weight needs" in old.stderr
+    np.savez(tmp_path / "stats.npz", mean=np.zeros(104), std=np.ones(104), covariance=np.eye(104), clips=4)
+    command += [str(tmp_path / "stats.npz")]
     first = subprocess.run([*command, "--max-iterations", "2"], cwd=REPO, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     second = subprocess.run(
@@ -587,11 +643,11 @@ def test_saved_song_features_are_the_songs_own(tmp_path: Path, click_song: Path)
 def test_capture_statistics_are_the_training_clips_features(tmp_path: Path) -> None:
     """Only the captures neither held out nor mirrored count, one 10-s clip each here."""
     from training.capture_statistics import capture_statistics
-    from training.dance_features import FEATURE_DIMS, dance_features, prepare
+    from training.dance_features import FEATURE_DIMS, dance_features, prepare, standardise
     from training.quality_report import load_captures
 
     tiny_dataset(tmp_path / "dataset.npz", dances=5, frames=330)  # 11 s at 30 fps: one clip per dance
-    mean, std, count = capture_statistics(tmp_path / "dataset.npz")
+    mean, std, covariance, count = capture_statistics(tmp_path / "dataset.npz")
     assert count == 2 and mean.shape == std.shape == (FEATURE_DIMS,)  # dances 0 and 2; 4 is held out
     captures = load_captures(tmp_path / "dataset.npz")
     assert [name for name, held in zip(captures.names, captures.held_out, strict=True) if not held] == [
@@ -602,6 +658,10 @@ def test_capture_statistics_are_the_training_clips_features(tmp_path: Path) -> N
     second = dance_features(prepare(captures.motions[1].positions[:300], 30))
     np.testing.assert_allclose(mean, (first + second) / 2)
     np.testing.assert_allclose(std, np.abs(first - second) / 2, atol=1e-12)
+    # two clips, standardised: each feature +-1 (0 where both agree), the second the first's negative
+    standard = standardise(first, mean, std)
+    assert covariance.shape == (FEATURE_DIMS, FEATURE_DIMS)
+    np.testing.assert_allclose(covariance, np.outer(standard, standard), atol=1e-12)
     missing = subprocess.run(
         [sys.executable, "-m", "training.capture_statistics", "--dataset", str(tmp_path / "none.npz"), "--out", "x"],
         cwd=REPO,

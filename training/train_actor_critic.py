@@ -10,9 +10,10 @@ the GPT (the actor) on random stretches of music, decodes them with the frozen V
 scores every token step, and moves the actor along the advantage (discounted return minus
 the critic's value) with a KL penalty to the starting policy, which keeps the moves close
 to the captures', an optional bonus on the policy's entropy, an optional bonus on each
-rollout's variety (how far its kinetic features lie from the other rollouts' of the batch), and
-an optional realism charge (how far the batch's dance features lie, on average, from the
-training captures', ``training.capture_statistics``).
+rollout's variety (how far its kinetic features lie from the other rollouts' of the batch), an
+optional realism charge (how far the batch's dance features lie, on average, from the
+training captures', ``training.capture_statistics``) and an optional spread charge (how far
+the spread of the policy's recent dances is from the captures').
 The critic is trained alone first. Resumes from ``<out>/train_state.pt``;
 writes ``<out>/gpt.safetensors`` for ``training.export`` and, with ``--keep-every N``, the
 actor every N iterations as ``<out>/gpt_<iteration>.safetensors`` (fp16, as shipped), so that
@@ -56,6 +57,12 @@ MAX_GRAD_NORM = 1.0  # gradient clipping of both networks, as the GPT's own trai
 # against the left, the right ankle off the left leg's plane; model card), so that a run
 # shows such a drift while it happens. The held-out captures: 0.35, 0.31, 0.03, 0.63, 0.33, 0.29.
 WATCHED_RELATIONS = (0, 1, 2, 8, 11, 14)
+# Rollouts whose dance features estimate the policy's spread for the spread charge: the last 8
+# batches of 64 (a covariance of 72 kinetic features needs several times 72 dances).
+SPREAD_MEMORY = 512
+# Smallest eigenvalue kept in that estimate, in the captures' standardised units squared: the
+# charge divides by its square root, and a direction the policy never varies in would blow up.
+SPREAD_EIGENVALUE_FLOOR = 1e-3
 
 
 @dataclass
@@ -78,6 +85,11 @@ class ActorCriticConfig:
     # captures' mean dance features (``realism_charge``): the variety bonus spreads the dances
     # where the captures never go (its first runs: FID_k 171-196 against version 4's 89).
     realism_weight: float = 0.0
+    # Charge per step on the rollout's part in the distance of the policy's spread (the
+    # covariance of its recent dances' features) from the captures' (``spread_charge``): FID's
+    # covariance term, which the realism charge leaves alone (version 5: FID_g 23.2, of which
+    # the mean term is 7.7).
+    spread_weight: float = 0.0
     log_every: int = 10
     save_every: int = 50
     keep_every: int = 0  # iterations between kept snapshots of the actor; 0: none
@@ -182,6 +194,53 @@ def realism_charge(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> t
     return (normal - bias) @ bias / dims, float(bias @ bias / dims)
 
 
+def frechet_spread_pull(policy: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float]:
+    """(D, D) covariances of the policy's and the captures' features -> (D, D) I - M, and the
+    covariance term of their Fréchet distance, tr(P + T - 2 (P^1/2 T P^1/2)^1/2).
+
+    M = P^-1/2 (P^1/2 T P^1/2)^1/2 P^-1/2 is the derivative of tr((P^1/2 T P^1/2)^1/2) by P,
+    doubled (M P M = T; M = I when P = T), so that term moves by tr((I - M) dP) when P moves by dP.
+    P's eigenvalues are floored at ``SPREAD_EIGENVALUE_FLOOR``.
+    """
+    values, vectors = np.linalg.eigh(policy)
+    values = np.maximum(values, SPREAD_EIGENVALUE_FLOOR)
+    root = (vectors * np.sqrt(values)) @ vectors.T
+    inverse_root = (vectors / np.sqrt(values)) @ vectors.T
+    inner_values, inner_vectors = np.linalg.eigh(root @ target @ root)
+    inner_roots = np.sqrt(np.clip(inner_values, 0.0, None))
+    geometric_mean = inverse_root @ ((inner_vectors * inner_roots) @ inner_vectors.T) @ inverse_root
+    term = float(values.sum() + np.trace(target) - 2.0 * inner_roots.sum())
+    return np.eye(len(policy)) - geometric_mean, term
+
+
+def spread_charge(
+    features: np.ndarray, recent: np.ndarray, mean: np.ndarray, std: np.ndarray, covariance: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """(B, D) rollouts' features and (N, D) the policy's recent ones (the batch among them) ->
+    (B,) each rollout's charge, and the spread gap: FID's covariance term between the recent
+    rollouts and the captures (``covariance`` (D, D), in the units of their ``mean`` and ``std``,
+    as ``realism_charge``), summed over FID_k's and FID_g's features apart, divided by D.
+
+    The charge is the REINFORCE signal of that gap: with P the recent rollouts' covariance, a
+    rollout at d from their mean would move P by d d^T - P, and the gap by d^T (I - M) d less a
+    constant (``frechet_spread_pull``), halved as the realism charge halves the mean term's
+    derivative. Where the policy spreads wider than the captures, a rollout far out is charged;
+    where narrower, paid; in a direction where the captures' features go together and the
+    policy's do not, a rollout that moves them together is paid. The charges sum to zero.
+    """
+    dims = features.shape[1]
+    normal, memory = standardise(features, mean, std), standardise(recent, mean, std)
+    deviation = normal - memory.mean(axis=0)
+    charge = np.zeros(len(features))
+    gap = 0.0
+    for block in (slice(0, KINETIC_DIMS), slice(KINETIC_DIMS, dims)):
+        pull, term = frechet_spread_pull(np.cov(memory[:, block], rowvar=False, bias=True), covariance[block, block])
+        charge += np.einsum("bi,ij,bj->b", deviation[:, block], pull, deviation[:, block])
+        gap += term
+    charge = 0.5 * charge / dims
+    return charge - charge.mean(), gap / dims
+
+
 def score(
     vqvae: MotionVQVAE,
     upper: torch.Tensor,
@@ -272,10 +331,17 @@ def main() -> None:
         help="charge per step on the rollout's part in the batch's distance from the captures' dance features",
     )
     parser.add_argument(
+        "--spread-weight",
+        type=float,
+        default=defaults.spread_weight,
+        help="charge per step on the rollout's part in the distance of the policy's spread from the captures'",
+    )
+    parser.add_argument(
         "--capture-statistics",
         type=Path,
         default=None,
-        help="the captures' feature statistics (training.capture_statistics), which --realism-weight needs",
+        help="the captures' feature statistics (training.capture_statistics), which --realism-weight "
+        "and --spread-weight need",
     )
     parser.add_argument(
         "--keep-every", type=int, default=defaults.keep_every, help="keep the actor every N iterations (0: never)"
@@ -284,18 +350,26 @@ def main() -> None:
         "--score-workers", type=int, default=0, help="processes scoring rollouts (default: the cores / GPUs)"
     )
     args = parser.parse_args()
-    if args.realism_weight and args.capture_statistics is None:
-        parser.error("--realism-weight needs --capture-statistics (python -m training.capture_statistics)")
-    capture_mean = capture_std = None
+    for flag, weight in (("--realism-weight", args.realism_weight), ("--spread-weight", args.spread_weight)):
+        if weight and args.capture_statistics is None:
+            parser.error(f"{flag} needs --capture-statistics (python -m training.capture_statistics)")
+    capture_mean = capture_std = capture_covariance = None
     if args.capture_statistics is not None:
         try:
             with np.load(args.capture_statistics) as statistics:
                 capture_mean, capture_std = statistics["mean"], statistics["std"]
+                if "covariance" in statistics:
+                    capture_covariance = statistics["covariance"]
         except (OSError, KeyError, ValueError) as error:
             parser.error(f"--capture-statistics {args.capture_statistics}: not a capture_statistics file ({error})")
         if capture_mean.shape != (FEATURE_DIMS,) or capture_std.shape != (FEATURE_DIMS,):
             parser.error(
                 f"--capture-statistics {args.capture_statistics}: {capture_mean.shape} features, not {FEATURE_DIMS}"
+            )
+        if args.spread_weight and capture_covariance is None:
+            parser.error(
+                f"--capture-statistics {args.capture_statistics}: has no covariance, which --spread-weight needs "
+                "(made before it; run training.capture_statistics again)"
             )
     slow_limit = args.slow_limit
     if slow_limit is None:
@@ -310,6 +384,7 @@ def main() -> None:
         entropy_weight=args.entropy_weight,
         variety_weight=args.variety_weight,
         realism_weight=args.realism_weight,
+        spread_weight=args.spread_weight,
         keep_every=args.keep_every,
         reward=dataclasses.replace(
             defaults.reward,
@@ -341,6 +416,9 @@ def main() -> None:
     iteration = 0
     variety_scale: np.ndarray | None = None
     warm_up_kinetic: list[np.ndarray] = []
+    # The policy's recent dance features, for the spread charge (not kept across a resume: it
+    # fills again within a few batches).
+    recent_features = np.zeros((0, FEATURE_DIMS))
     if state_path.exists():
         state = torch.load(state_path, map_location=env.device, weights_only=True)
         gpt.load_state_dict(state["actor"])
@@ -397,6 +475,12 @@ def main() -> None:
         if capture_mean is not None:
             charge, parts["realism_gap"] = realism_charge(features, capture_mean, capture_std)
             rewards_np = rewards_np - cfg.realism_weight * charge[:, None]
+        if capture_covariance is not None:
+            recent_features = np.concatenate([recent_features, features])[-SPREAD_MEMORY:]
+            charge, parts["spread_gap"] = spread_charge(
+                features, recent_features, capture_mean, capture_std, capture_covariance
+            )
+            rewards_np = rewards_np - cfg.spread_weight * charge[:, None]
         rewards = torch.from_numpy(rewards_np).float().to(env.device)
 
         training_actor = iteration >= cfg.critic_warmup
