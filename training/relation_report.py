@@ -7,8 +7,12 @@ FID_g (``training/dance_features.py``) compares the 32 geometric relations (a ha
 a knee bent, an ankle in front of the other leg's plane, ...), each the share of a 10-s clip's
 frames in which it holds, normalised by the held-out captures' mean and standard deviation.
 Its mean term is the sum over relations of the squared normalised difference of the two sets'
-means. This prints, per relation, the held-out captures' mean and deviation and, for each
-method, its mean and that relation's part of the mean term: what to look at when FID_g is high.
+means; of the rest (the covariance term), the part that each relation's own deviation makes is
+the squared normalised difference of the deviations (all of it, were the relations
+independent), and what is left comes of how the relations vary together. This prints, per
+relation, the held-out captures' mean and deviation and, for each method, its mean, that
+relation's part of the mean term and its deviation against the captures': what to look at when
+FID_g is high.
 
 Methods, on the held-out Tang songs: each generator (danced as the product does, stage radius
 included), the retrieval baseline of the quality report, the training captures (other songs),
@@ -72,18 +76,33 @@ def main() -> None:
     parts = {
         name: (real_n.mean(axis=0) - method_n.mean(axis=0)) ** 2 for name, (real_n, method_n) in normalised.items()
     }
+    # Each relation's deviation in the captures' (1 where they never vary), and its part of the
+    # covariance term: the squared difference of the normalised deviations.
+    ratios = {
+        name: method_n.std(axis=0) / np.where(real_n.std(axis=0) > 0, real_n.std(axis=0), 1.0)
+        for name, (real_n, method_n) in normalised.items()
+    }
+    deviation_parts = {
+        name: (real_n.std(axis=0) - method_n.std(axis=0)) ** 2 for name, (real_n, method_n) in normalised.items()
+    }
     mean, deviation = real.mean(axis=0), real.std(axis=0)
-    print(f"held-out captures: {len(real)} clips; per method: the relation's mean share of frames, and its part")
-    print("of FID_g's mean term ((mean - captures' mean) / captures' deviation)²\n")
+    print(f"held-out captures: {len(real)} clips; per method: the relation's mean share of frames, its part")
+    print("of FID_g's mean term ((mean - captures' mean) / captures' deviation)², and its deviation in the")
+    print("captures' (x1.00: theirs)\n")
     print("| relation | captures | deviation | " + " | ".join(shares) + " |")
     print("|---|---|---|" + "---|" * len(shares))
     for i, name in enumerate(GEOMETRIC_NAMES):
-        cells = [f"{shares[method][:, i].mean():.2f} ({parts[method][i]:.1f})" for method in shares]
+        cells = [
+            f"{shares[method][:, i].mean():.2f} ({parts[method][i]:.1f}; x{ratios[method][i]:.2f})" for method in shares
+        ]
         print(f"| {i}: {name} | {mean[i]:.2f} | {deviation[i]:.2f} | " + " | ".join(cells) + " |")
-    totals = [
-        f"{frechet_distance(*normalised[m]):.1f} (mean term {parts[m].sum():.1f}; {len(shares[m])} clips)"
-        for m in shares
-    ]
+    totals = []
+    for m in shares:
+        total, mean_term, deviations = frechet_distance(*normalised[m]), parts[m].sum(), deviation_parts[m].sum()
+        totals.append(
+            f"{total:.1f} (mean term {mean_term:.1f}; deviations {deviations:.1f}; relations varying together "
+            f"{total - mean_term - deviations:.1f}; {len(shares[m])} clips)"
+        )
     print("| FID_g | | | " + " | ".join(totals) + " |")
 
 
