@@ -92,11 +92,11 @@ class RingStep:
     read by one node only, a scatter, whose output is ``next_<name>``; ONNX Runtime's scatter
     kernels (CPU and CUDA) copy their input to their output only when the two are different
     buffers. Writing into a second ring instead copied the whole ring every call (12 copies of
-    283 KB: a fifth of a call's time on a 2-core CPU). Every buffer is made and bound once, so on
-    the GPU nothing crosses the bus but the inputs and the logits, and ONNX Runtime's CUDA
-    provider captures each kind of call (1 or 2 positions) as a CUDA graph and replays it: a call
-    is ~150 tiny kernels, which launched one by one cost more than the work (2.5 ms a call on
-    an H200 before, with the cache bound but no graphs)."""
+    283 KB: 15 % of a call's time in ONNX Runtime's profile on a 2-core CPU). Every buffer is
+    made and bound once, so on the GPU nothing crosses the bus but the inputs and the logits, and
+    ONNX Runtime's CUDA provider captures each kind of call (1 or 2 positions) as a CUDA graph and
+    replays it: a call is ~250 tiny kernels, which launched one by one cost more than the work
+    (2.5 ms a call on an H200 before, with the cache bound but no graphs)."""
 
     def __init__(self, runtime: Any, session: Any, device: str) -> None:
         self.ort = runtime

@@ -88,7 +88,7 @@ class ActorCriticConfig:
     # Charge per step on the rollout's part in the distance of the policy's spread (the
     # covariance of its recent dances' features) from the captures' (``spread_charge``): FID's
     # covariance term, which the realism charge leaves alone (version 5: FID_g 23.2, of which
-    # the mean term is 7.7).
+    # the mean term is 7.8).
     spread_weight: float = 0.0
     log_every: int = 10
     save_every: int = 50
@@ -370,6 +370,11 @@ def main() -> None:
             parser.error(
                 f"--capture-statistics {args.capture_statistics}: has no covariance, which --spread-weight needs "
                 "(made before it; run training.capture_statistics again)"
+            )
+        if capture_covariance is not None and capture_covariance.shape != (FEATURE_DIMS, FEATURE_DIMS):
+            parser.error(
+                f"--capture-statistics {args.capture_statistics}: a {capture_covariance.shape} covariance, "
+                f"not ({FEATURE_DIMS}, {FEATURE_DIMS})"
             )
     slow_limit = args.slow_limit
     if slow_limit is None:
