@@ -76,15 +76,12 @@ def main() -> None:
     parts = {
         name: (real_n.mean(axis=0) - method_n.mean(axis=0)) ** 2 for name, (real_n, method_n) in normalised.items()
     }
-    # Each relation's deviation in the captures' (1 where they never vary), and its part of the
-    # covariance term: the squared difference of the normalised deviations.
-    ratios = {
-        name: method_n.std(axis=0) / np.where(real_n.std(axis=0) > 0, real_n.std(axis=0), 1.0)
-        for name, (real_n, method_n) in normalised.items()
-    }
-    deviation_parts = {
-        name: (real_n.std(axis=0) - method_n.std(axis=0)) ** 2 for name, (real_n, method_n) in normalised.items()
-    }
+    # Each relation's deviation, normalised: in units of the captures' (theirs is then 1, or 0
+    # where they never vary and the relation stays in its own units), and its part of the
+    # covariance term: the squared difference from the captures'.
+    ratios = {name: method_n.std(axis=0) for name, (_, method_n) in normalised.items()}
+    real_ratio = normalise(real, real)[0].std(axis=0)
+    deviation_parts = {name: (real_ratio - ratio) ** 2 for name, ratio in ratios.items()}
     mean, deviation = real.mean(axis=0), real.std(axis=0)
     print(f"held-out captures: {len(real)} clips; per method: the relation's mean share of frames, its part")
     print("of FID_g's mean term ((mean - captures' mean) / captures' deviation)², and its deviation in the")
