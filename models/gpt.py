@@ -85,6 +85,20 @@ def rope_tables(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, t
     return torch.cat([angles, angles], dim=-1).cos(), torch.cat([-sin, sin], dim=-1)
 
 
+def ring_rotations(positions: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """(N,) absolute positions -> (N, 3, head_dim, head_dim): for each position, matrices R with
+    x @ R = ``rope`` of x there for its queries and its keys (the cos on the diagonal, each
+    feature's signed sin in its partner's row: the roll), and the identity for its values. A
+    ring step turns all of a layer's projections with one batched product, where the roll took
+    six small kernels (and splitting queries and keys from values, unequal parts, made ONNX
+    Runtime's CUDA provider copy the split's sizes to the GPU every call)."""
+    cos, signed_sin = rope_tables(positions, head_dim)
+    identity = torch.eye(head_dim, device=positions.device)
+    partner = identity.roll(head_dim // 2, dims=0)  # partner[i, j] = 1 where i = j + head_dim / 2 (mod)
+    rotation = cos[:, None, :] * identity + signed_sin[:, None, :] * partner
+    return torch.stack([rotation, rotation, identity.expand_as(rotation)], dim=1)
+
+
 def rope(x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Rotate (..., N, head_dim) queries and/or keys by their positions' ``rope_tables``: each
     pair (x_i, x_i+half) turns by its angle, x_i cos - x_i+half sin, x_i+half cos + x_i sin."""
@@ -154,14 +168,16 @@ class CausalSelfAttention(nn.Module):
         output (B, n, d_model), and the keys and values of the P + n positions attended over.
 
         Or, instead of ``past``, a ring: keys and values (B, H, R, head_dim) written at ``slots``
-        (n,), in place or (``in_place`` False) into a copy, and attended over whole; then mask is
-        (n, R) float, 0 where an input sees a slot and -inf where not."""
+        (n,), in place or (``in_place`` False) into a copy, and attended over whole; then rotary
+        is (B, n, 3, head_dim, head_dim), the positions' ``ring_rotations``, and mask is (n, R)
+        float, 0 where an input sees a slot and -inf where not."""
         batch, length, width = x.shape
-        # (3, B, H, n, head_dim); queries and keys rotated together, half the small kernels.
-        qkv = self.qkv(x).view(batch, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-        (q, k), v = rope(qkv[:2], rotary), qkv[2]
         if ring is not None:
             ring_keys, ring_values, slots, in_place = ring
+            # (B, n, 3, H, head_dim) @ (B, n, 3, head_dim, head_dim): each position's queries
+            # and keys of all heads turned, its values kept, in one product; then (3, B, H, n, head_dim).
+            projected = self.qkv(x).view(batch, length, 3, self.num_heads, -1)
+            q, k, v = (projected @ rotary).permute(2, 0, 3, 1, 4).unbind(0)
             if in_place:  # the CUDA graph's ring: its own memory, no copy
                 ring_keys.index_copy_(2, slots, k)
                 ring_values.index_copy_(2, slots, v)
@@ -182,6 +198,9 @@ class CausalSelfAttention(nn.Module):
             )
             y = (scores.softmax(dim=-1) @ ring_values.flatten(0, 1)).view(batch, self.num_heads, length, -1)
             return self.proj(y.transpose(1, 2).reshape(batch, length, width)), ring_keys, ring_values
+        # (3, B, H, n, head_dim); queries and keys rotated together, half the small kernels.
+        qkv = self.qkv(x).view(batch, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        (q, k), v = rope(qkv[:2], rotary), qkv[2]
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         y = F.scaled_dot_product_attention(
@@ -376,7 +395,9 @@ class MotionGPT(nn.Module):
         distance = positions[:, None] - slot_positions[None, :]
         seen = (distance >= 0) & (distance < self.cfg.window_positions)
         mask = torch.where(seen, 0.0, float("-inf")).to(inputs.dtype)
-        rotary = rope_tables(positions, self.cfg.head_dim)
+        # Equal batch shapes for the product with the projections: one strided batched product
+        # (with broadcast ones, ONNX Runtime's CUDA provider copies pointer arrays every call).
+        rotary = ring_rotations(positions, self.cfg.head_dim).expand(inputs.shape[0], -1, -1, -1, -1)
         x, keys, values = inputs, [], []
         for layer, block in enumerate(self.blocks):
             x, k, v = block(x, rotary, mask, ring=(ring_keys[layer], ring_values[layer], slots, in_place))

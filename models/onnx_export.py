@@ -14,7 +14,8 @@ Three graphs (``models.files.ONNX_GRAPHS``), each with dynamic time axes:
   Every shape but n is fixed, so ONNX Runtime's CUDA provider can capture a call as a CUDA graph
   and replay it. Each ring input is read by one node only, the scatter that writes the new
   positions and gives ``next_<name>`` (checked: ``check_ring_in_place``), so the backend binds
-  one buffer as both and the ring is written in place;
+  one buffer as both and the ring is written in place. Each residual sum and the LayerNorm
+  after it are fused into ONNX Runtime's SkipLayerNormalization (``fuse_residual_norms``);
 - ``motion_decoder``: upper_tokens, lower_tokens (1, L) int64 -> upper_motion (1, 4L, 90),
   lower_motion (1, 4L, 58).
 
@@ -61,6 +62,8 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "generator.safet
 # arithmetic ops), which ONNX Runtime then fuses with the bias (a GPT call on an H200's CUDA
 # graph, 2026-12-03: 0.57-0.58 ms against 0.61-0.63; the same tokens; no change on the CPU).
 OPSET = 20
+# ONNX Runtime's own operators (SkipLayerNormalization), version 1.
+CONTRIB_DOMAIN = "com.microsoft"
 # Initialisers with at least this many elements are stored in fp16 when that loses nothing;
 # smaller ones (shape constants, scalars) stay as they are.
 FP16_MIN_ELEMENTS = 16
@@ -201,6 +204,26 @@ def store_weights_in_fp16(model: onnx.ModelProto) -> None:
     graph.node.extend(nodes)
 
 
+def fuse_residual_norms(model: onnx.ModelProto, cfg: GPTConfig) -> onnx.ModelProto:
+    """Each block's residual sums with the bias before them and the LayerNorm after them as
+    ONNX Runtime's SkipLayerNormalization (one kernel, CPU and CUDA, where there were three),
+    by ONNX Runtime's own transformer optimizer, its other fusions off. Its graph optimizer at
+    load fuses only a sum that nothing else reads: the last one. The sum stays an output of the
+    fused node, since the next residual adds to it."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    options = FusionOptions("bert")
+    for name in vars(options):
+        if name.startswith("enable_"):
+            setattr(options, name, False)
+    options.enable_skip_layer_norm = options.enable_bias_skip_layer_norm = options.enable_shape_inference = True
+    model = optimize_model(model, "bert", cfg.num_heads, cfg.d_model, optimization_options=options, opt_level=0).model
+    if all(opset.domain != CONTRIB_DOMAIN for opset in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid(CONTRIB_DOMAIN, 1))
+    return model
+
+
 # The ONNX operators whose kernels in ONNX Runtime (CPU and CUDA) skip copying their data input
 # to their output when both are one buffer, and then write only the updated elements.
 IN_PLACE_SCATTERS = ("ScatterElements", "ScatterND")
@@ -246,6 +269,8 @@ def export_graph(module: nn.Module, graph: str, gpt: MotionGPT, metadata: dict[s
             verbose=False,
         )
     model = program.model_proto
+    if graph == "gpt_step":
+        model = fuse_residual_norms(model, gpt.cfg)
     store_weights_in_fp16(model)
     if graph == "gpt_step":
         check_ring_in_place(model)

@@ -14,7 +14,7 @@ from backend.sampling import SamplingConfig, TokenSampler
 from models.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from models.critic import Critic, CriticConfig
 from models.files import EMPTY_SLOT
-from models.gpt import POSITIONS_PER_STEP, GPTConfig, MotionGPT, ring_slots
+from models.gpt import POSITIONS_PER_STEP, GPTConfig, MotionGPT, ring_rotations, ring_slots, rope, rope_tables
 from models.vqvae import EMACodebook, MotionVQVAE, VQVAEConfig
 
 SMALL_GPT = GPTConfig(d_model=64, num_layers=2, num_heads=4, context_steps=6, dropout=0.0)
@@ -125,6 +125,18 @@ def test_ring_cache_generation_equals_the_full_forward_pass() -> None:
             torch.testing.assert_close(up_logits[0], full_upper[0, t], atol=1e-5, rtol=1e-5)
             _, low_logits = call([1], [int(upper[0, t])], t)
             torch.testing.assert_close(low_logits[0], full_lower[0, t], atol=1e-5, rtol=1e-5)
+
+
+def test_ring_rotations_turn_queries_and_keys_as_rope_does_and_keep_values() -> None:
+    torch.manual_seed(0)
+    positions = torch.tensor([0, 7, 901, 13_499])
+    projections = torch.randn(len(positions), 3, 5, 16)  # (n, q k v, heads, head_dim)
+    turned = projections @ ring_rotations(positions, 16)
+    rotary = rope_tables(positions, 16)
+    for part in (0, 1):
+        expected = rope(projections[:, part].transpose(0, 1), rotary).transpose(0, 1)
+        torch.testing.assert_close(turned[:, part], expected, atol=1e-6, rtol=0)
+    assert torch.equal(turned[:, 2], projections[:, 2])
 
 
 def test_attention_reaches_back_exactly_one_window_per_layer() -> None:

@@ -94,6 +94,15 @@ def test_the_ring_is_written_in_place_only_where_the_graph_allows_it(exported: P
         check_ring_in_place(model)
 
 
+def test_each_residual_and_norm_is_one_fused_node(exported: Path) -> None:
+    """Each residual sum, its bias and the LayerNorm after it are one SkipLayerNormalization in
+    the exported step, and in the shipped one: none left apart."""
+    for weights, layers in ((exported, SMALL_GPT.num_layers), (DEFAULT_WEIGHTS, GPTConfig().num_layers)):
+        kinds = [node.op_type for node in onnx_format.load(str(onnx_path(weights, "gpt_step"))).graph.node]
+        assert kinds.count("LayerNormalization") == 0
+        assert kinds.count("SkipLayerNormalization") == 2 * layers + 1  # two a block, and the final norm
+
+
 def test_graphs_of_another_checkpoint_are_refused(exported: Path, tmp_path: Path) -> None:
     stale = tmp_path / "small.safetensors"
     small_checkpoint(stale, seed=1)  # retrained, graphs not exported again
