@@ -21,9 +21,15 @@ GRAPH_WARMUP_RUNS = 3  # eager runs before a CUDA graph capture (cuBLAS sets its
 def pick_device(device: str = "auto") -> torch.device:
     """'auto' -> CUDA when torch sees a GPU, else CPU; 'cuda' or 'cpu' as asked."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for, but torch sees no CUDA GPU")
+    if device == "cuda":
+        # Full fp32 products on the GPU, as on the CPU. cuDNN's convolutions default to TF32,
+        # whose 10-bit mantissas moved the music encoder's output enough that the example
+        # song's tokens parted from the CPU's (H200, 2026-12-03; the same tokens without it).
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     return torch.device(device)
 
 
