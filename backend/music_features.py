@@ -40,6 +40,7 @@ N_CHROMA = 12  # pitch classes
 BEAT_TIGHTNESS = 100.0  # librosa beat tracker tightness, as Bailando
 RMS_FLOOR_DB = -60.0  # loudness below this counts as silence; the column spans [-1, 0]
 TUNING_THREADS = 4  # threads the chroma's tuning estimate (the slowest feature) is split over
+STFT_THREADS = 4  # threads the spectrogram's frames are split over (each frame's FFT is its own)
 
 MFCC_COLUMNS = slice(0, 20)
 MFCC_DELTA_COLUMNS = slice(20, 40)
@@ -133,6 +134,25 @@ def beat_phase(num_frames: int, beat_frames: np.ndarray, fps: float) -> np.ndarr
     return np.mod(beat_index, 1.0)
 
 
+def power_spectrogram(samples: np.ndarray, pool: ThreadPoolExecutor) -> np.ndarray:
+    """``np.abs(librosa.stft(samples, n_fft=N_FFT, hop_length=HOP_LENGTH)) ** 2``, the same
+    values, its frames computed in ``STFT_THREADS`` parts on the pool (numpy's FFT lets go of
+    the GIL). Each part is librosa's STFT, uncentred, over its frames of the signal padded with
+    N_FFT / 2 zeros each side, as the centred STFT pads it."""
+    import librosa
+
+    frames = 1 + len(samples) // HOP_LENGTH
+    padded = np.pad(samples, N_FFT // 2)
+    count = max(1, min(STFT_THREADS, frames))
+    bounds = np.linspace(0, frames, count + 1).round().astype(int)
+
+    def part(first: int, end: int) -> np.ndarray:
+        span = padded[first * HOP_LENGTH : (end - 1) * HOP_LENGTH + N_FFT]
+        return np.abs(librosa.stft(span, n_fft=N_FFT, hop_length=HOP_LENGTH, center=False)) ** 2
+
+    return np.concatenate(list(pool.map(part, bounds[:-1], bounds[1:])), axis=1)
+
+
 def estimate_tuning(power: np.ndarray, pool: ThreadPoolExecutor) -> Future[float]:
     """``librosa.estimate_tuning(S=power, sr=SAMPLE_RATE, bins_per_octave=N_CHROMA)``, the same
     value, with its pitch tracking (frame by frame, most of its time) split over the pool's
@@ -171,9 +191,10 @@ def compute_features(song: Song) -> MusicFeatures:
     y = song.samples
     num_frames = max(1, round(song.duration_s * FPS))
 
-    power = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP_LENGTH)) ** 2
-    # The chroma's tuning estimate (the slowest feature) in threads beside the rest. Same values.
-    with ThreadPoolExecutor(max_workers=TUNING_THREADS) as pool:
+    # The spectrogram, then the chroma's tuning estimate (the slowest feature), in threads beside
+    # the rest. Same values.
+    with ThreadPoolExecutor(max_workers=max(TUNING_THREADS, STFT_THREADS)) as pool:
+        power = power_spectrogram(y, pool)
         tuning = estimate_tuning(power, pool)
         mel = librosa.feature.melspectrogram(S=power, sr=SAMPLE_RATE)
         mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=N_MFCC)

@@ -110,6 +110,19 @@ def test_the_threaded_tuning_estimate_is_librosas() -> None:
         assert threaded == librosa.estimate_tuning(S=power, sr=mf.SAMPLE_RATE, bins_per_octave=mf.N_CHROMA)
 
 
+@pytest.mark.filterwarnings("ignore:n_fft=2048 is too large")  # librosa's own, on the shortest songs
+def test_the_threaded_spectrogram_is_librosas_to_the_bit() -> None:
+    import librosa
+
+    samples = load_song(EXAMPLE_SONG, mf.SAMPLE_RATE).samples
+    # A song, one a sample short of a whole hop, and songs of fewer frames than threads.
+    for length in (len(samples), len(samples) - 1, 3 * mf.HOP_LENGTH, mf.N_FFT // 2):
+        expected = np.abs(librosa.stft(samples[:length], n_fft=mf.N_FFT, hop_length=mf.HOP_LENGTH)) ** 2
+        with mf.ThreadPoolExecutor(max_workers=mf.STFT_THREADS) as pool:
+            threaded = mf.power_spectrogram(samples[:length], pool)
+        assert threaded.shape == expected.shape and np.array_equal(threaded, expected)
+
+
 def test_silent_and_too_short_songs(tmp_path: Path) -> None:
     import soundfile
 
