@@ -395,8 +395,7 @@ class MotionGPT(nn.Module):
         distance = positions[:, None] - slot_positions[None, :]
         seen = (distance >= 0) & (distance < self.cfg.window_positions)
         mask = torch.where(seen, 0.0, float("-inf")).to(inputs.dtype)
-        # Equal batch shapes for the product with the projections: one strided batched product
-        # (with broadcast ones, ONNX Runtime's CUDA provider copies pointer arrays every call).
+        # Batch shapes (B, n) as the projections', so the product with them broadcasts nothing.
         rotary = ring_rotations(positions, self.cfg.head_dim).expand(inputs.shape[0], -1, -1, -1, -1)
         x, keys, values = inputs, [], []
         for layer, block in enumerate(self.blocks):
