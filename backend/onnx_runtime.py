@@ -184,7 +184,7 @@ class RingStep:
         for name, value in values.items():
             held = self.host_inputs[count][name]
             # Same shapes by construction: the element-wise test alone (np.array_equal's checks
-            # around it were a third of the host's time a call).
+            # around it cost 5 of the host's 68 us a call on a 2-core CPU).
             if not (held == value).all():
                 held[...] = value
                 self.inputs[count][name].update_inplace(held)
