@@ -216,3 +216,18 @@ def test_checkpoint_with_other_config_keys_is_refused(tmp_path: Path) -> None:
     (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match=r"junk\.safetensors"):
         DanceGenerator.load(tmp_path / "junk.safetensors", device="cpu")
+
+
+def test_the_torch_runtime_turns_tf32_off_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA, torch's products run in full fp32, as on the CPU: cuDNN's convolutions default to
+    TF32, which moved the music encoder enough that a GPU danced other tokens than the CPU."""
+    from backend.torch_runtime import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        assert pick_device("cuda").type == "cuda"
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    finally:  # torch's flags are the process's: leave them as they were
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
