@@ -134,6 +134,14 @@ def beat_phase(num_frames: int, beat_frames: np.ndarray, fps: float) -> np.ndarr
     return np.mod(beat_index, 1.0)
 
 
+def even_spans(length: int, parts: int) -> list[tuple[int, int]]:
+    """[first, end) spans splitting ``range(length)`` into at most ``parts`` near-equal pieces,
+    none empty (one, empty, for length 0)."""
+    count = max(1, min(parts, length))
+    bounds = np.linspace(0, length, count + 1).round().astype(int)
+    return [(int(first), int(end)) for first, end in itertools.pairwise(bounds)]
+
+
 def power_spectrogram(samples: np.ndarray, pool: ThreadPoolExecutor) -> np.ndarray:
     """``np.abs(librosa.stft(samples, n_fft=N_FFT, hop_length=HOP_LENGTH)) ** 2``, the same
     values, its frames computed in ``STFT_THREADS`` parts on the pool (numpy's FFT lets go of
@@ -141,16 +149,15 @@ def power_spectrogram(samples: np.ndarray, pool: ThreadPoolExecutor) -> np.ndarr
     N_FFT / 2 zeros each side, as the centred STFT pads it."""
     import librosa
 
-    frames = 1 + len(samples) // HOP_LENGTH
     padded = np.pad(samples, N_FFT // 2)
-    count = max(1, min(STFT_THREADS, frames))
-    bounds = np.linspace(0, frames, count + 1).round().astype(int)
 
-    def part(first: int, end: int) -> np.ndarray:
-        span = padded[first * HOP_LENGTH : (end - 1) * HOP_LENGTH + N_FFT]
-        return np.abs(librosa.stft(span, n_fft=N_FFT, hop_length=HOP_LENGTH, center=False)) ** 2
+    def part(span: tuple[int, int]) -> np.ndarray:
+        first, end = span
+        frames = padded[first * HOP_LENGTH : (end - 1) * HOP_LENGTH + N_FFT]
+        return np.abs(librosa.stft(frames, n_fft=N_FFT, hop_length=HOP_LENGTH, center=False)) ** 2
 
-    return np.concatenate(list(pool.map(part, bounds[:-1], bounds[1:])), axis=1)
+    spans = even_spans(1 + len(samples) // HOP_LENGTH, STFT_THREADS)
+    return np.concatenate(list(pool.map(part, spans)), axis=1)
 
 
 def estimate_tuning(power: np.ndarray, pool: ThreadPoolExecutor) -> Future[float]:
@@ -165,9 +172,7 @@ def estimate_tuning(power: np.ndarray, pool: ThreadPoolExecutor) -> Future[float
         voiced = pitch > 0
         return pitch[voiced], magnitude[voiced]
 
-    count = max(1, min(TUNING_THREADS, power.shape[1]))
-    bounds = np.linspace(0, power.shape[1], count + 1).round().astype(int)
-    parts = [pool.submit(peaks, power[:, a:b]) for a, b in itertools.pairwise(bounds)]
+    parts = [pool.submit(peaks, power[:, a:b]) for a, b in even_spans(power.shape[1], TUNING_THREADS)]
 
     def tuning() -> float:
         tracked = [part.result() for part in parts]

@@ -269,11 +269,10 @@ def export_graph(module: nn.Module, graph: str, gpt: MotionGPT, metadata: dict[s
             verbose=False,
         )
     model = program.model_proto
-    if graph == "gpt_step":
+    if graph == "gpt_step":  # fused while the biases are still initialisers, not fp16 casts
         model = fuse_residual_norms(model, gpt.cfg)
-    store_weights_in_fp16(model)
-    if graph == "gpt_step":
         check_ring_in_place(model)
+    store_weights_in_fp16(model)
     onnx.helper.set_model_props(model, {**metadata, "graph": graph})
     onnx.checker.check_model(model)
     with atomic_output(path) as temporary:
