@@ -98,7 +98,7 @@ class RingStep:
     replays it: a call is 150-160 tiny kernels (an H200, 2026-12-03), which launched one by one
     cost more than the work (2.5 ms a call before, with the cache bound but no graphs)."""
 
-    def __init__(self, runtime: Any, session: Any, device: str) -> None:
+    def __init__(self, runtime: Any, session: Any, device: str, upper_codes: int) -> None:
         self.ort = runtime
         self.session = session
         self.device = device
@@ -123,8 +123,10 @@ class RingStep:
             for count in range(1, MAX_INPUTS + 1)
         }
         self.inputs = {count: self._device_buffers(arrays) for count, arrays in self.host_inputs.items()}
-        codes = {out.name: int(out.shape[-1]) for out in session.get_outputs() if out.name.endswith("_logits")}
-        self.logits = self._device_buffers({name: np.zeros((1, size), np.float32) for name, size in codes.items()})
+        # Both heads' logits in one output (the upper head's first): one copy back a call.
+        (codes,) = (int(out.shape[-1]) for out in session.get_outputs() if out.name == "logits")
+        self.logits = self._device_buffers({"logits": np.zeros((1, codes), np.float32)})
+        self.upper_codes = upper_codes
         self.bindings: dict[int, tuple[Any, Any]] = {}
         self.position = 0
 
@@ -191,7 +193,8 @@ class RingStep:
         binding, options = self._binding(count)
         self.session.run_with_iobinding(binding, options)
         self.position += count
-        return self.logits["upper_logits"].numpy()[0], self.logits["lower_logits"].numpy()[0], OnnxCache(self.position)
+        logits = self.logits["logits"].numpy()[0]  # a copy, the host's own
+        return logits[: self.upper_codes], logits[self.upper_codes :], OnnxCache(self.position)
 
 
 def open_session(runtime: Any, path: Path, options: Any, providers: list[str], graphed: bool) -> Any:
@@ -223,7 +226,7 @@ class OnnxNetworks:
         self.frames_per_token = 2 ** int(configs["vqvae"]["num_downsamples"])
         self.d_model = int(gpt["d_model"])
         self.context_steps = int(gpt["context_steps"])
-        self.ring = RingStep(runtime, sessions["gpt_step"], device)
+        self.ring = RingStep(runtime, sessions["gpt_step"], device, int(gpt["num_upper_codes"]))
 
     @classmethod
     def load(cls, weights: Path, device: str) -> OnnxNetworks:

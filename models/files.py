@@ -16,7 +16,8 @@ from pathlib import Path
 
 # The graphs a generator runs, in the order the data flows through them.
 ONNX_GRAPHS = ("music_encoder", "gpt_step", "motion_decoder")
-ONNX_FORMAT = "bailando_blender.onnx/3"  # 2: the GPT step keeps its cache in a ring; 3: one per layer
+# 2: the GPT step keeps its cache in a ring; 3: one per layer; 4: both heads' logits in one output
+ONNX_FORMAT = "bailando_blender.onnx/4"
 # Metadata keys of every exported graph.
 META_FORMAT = "format"
 META_CONFIGS = "configs"  # JSON {network: {field: value}}, as in the checkpoint
