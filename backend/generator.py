@@ -8,6 +8,7 @@ generation calls live here, once, so the same seed gives the same tokens on eith
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,12 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "models" / "weights" 
 RUNTIMES = ("auto", "onnx", "torch")
 DEVICES = ("auto", "cuda", "cpu")
 WARM_UP_EXTRA_STEPS = 2  # steps the warm-up generation runs past a full attention window
+# Tokens the motion decoder runs on at a time on the GPU (68 s of dance): a longer song is
+# decoded in overlapping chunks of this one shape, which the warm-up has seen. Each new input
+# shape costs ONNX Runtime's CUDA provider a set-up of every convolution (0.07-0.12 s for the
+# decoder on an H200, against 2-4 ms to run it; 2026-12-03), and every song is a new length.
+# On the CPU a new shape costs nothing and the chunks' overlap 15 % more time: one pass there.
+DECODE_CHUNK_TOKENS = 512
 # The three streams of the GPT's sequence (models.gpt: music, upper, lower at each step).
 MUSIC, UPPER, LOWER = 0, 1, 2
 
@@ -38,6 +45,7 @@ class Networks(Protocol):
     runtime: str  # "onnx" or "torch"
     device: str  # "cpu" or "cuda"
     frames_per_token: int
+    vqvae_config: dict[str, Any]  # the checkpoint's VQ-VAE config (models.vqvae.VQVAEConfig's fields)
     d_model: int
     context_steps: int  # the GPT's attention window, in steps
 
@@ -50,6 +58,32 @@ class Networks(Protocol):
     ) -> tuple[np.ndarray, np.ndarray, Any]: ...
 
     def decode(self, upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def decoder_reach_tokens(vqvae_config: dict[str, Any]) -> int:
+    """How many tokens to either side of a token the motion decoder's output frames depend on
+    (``models.vqvae.Decoder``, rounded up): a kernel-3 convolution at the token rate, then per
+    upsampling stage its dilated residual blocks (reach 3**i each) and a kernel-3 convolution at
+    the doubled rate, then two more kernel-3 convolutions at the frame rate."""
+    stages = int(vqvae_config["num_downsamples"])
+    residual = sum(3**i for i in range(int(vqvae_config["res_blocks"])))
+    reach = 1.0 + sum(residual / 2**stage + 1 / 2 ** (stage + 1) for stage in range(stages)) + 2 / 2**stages
+    return math.ceil(reach)
+
+
+def decode_spans(length: int, chunk: int, margin: int) -> list[tuple[int, int, int]]:
+    """(chunk start, first kept, end kept) token indices covering ``range(length)`` with chunks of
+    ``chunk`` tokens (one whole span when it is no longer): each kept token has ``margin`` tokens
+    of its chunk on both sides, or the song's own start or end, so it decodes as in one pass."""
+    if length <= chunk:
+        return [(0, 0, length)]
+    spans, kept = [], 0
+    while kept < length:
+        start = min(max(kept - margin, 0), length - chunk)
+        end = length if start + chunk == length else start + chunk - margin
+        spans.append((start, kept, end))
+        kept = end
+    return spans
 
 
 def torch_installed() -> bool:
@@ -168,12 +202,34 @@ class DanceGenerator:
         return upper, lower
 
     def warm_up(self) -> None:
-        """One short generation past a full window, so that whatever a runtime prepares on first
-        use (allocations; on the GPU, cuBLAS set-up and the CUDA graphs) is ready for the first song."""
+        """One short generation past a full window, and a decode of one chunk, so that whatever a
+        runtime prepares on first use (allocations; on the GPU, cuBLAS and cuDNN set-up and the
+        CUDA graphs) is ready for the first song."""
         steps = self.networks.context_steps + WARM_UP_EXTRA_STEPS
         features = np.zeros((steps * self.frames_per_token, FEATURE_DIM), dtype=np.float32)
         self.decode(*self.tokens(features, SamplingConfig(seed=0)))
+        if self.device == "cuda":
+            chunk = np.zeros(DECODE_CHUNK_TOKENS, dtype=np.int64)
+            self.networks.decode(chunk, chunk)
 
-    def decode(self, upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens (L,) -> upper (4L, 90), lower (4L, 58) motion vectors."""
-        return self.networks.decode(np.asarray(upper, dtype=np.int64), np.asarray(lower, dtype=np.int64))
+    def decode(
+        self, upper: np.ndarray, lower: np.ndarray, in_chunks: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Tokens (L,) -> upper (4L, 90), lower (4L, 58) motion vectors. ``in_chunks`` (None: on
+        the GPU only): in chunks of DECODE_CHUNK_TOKENS (``decode_spans``), the frames of one pass
+        (to float rounding) in one input shape."""
+        upper, lower = np.asarray(upper, dtype=np.int64), np.asarray(lower, dtype=np.int64)
+        if in_chunks is None:
+            in_chunks = self.device == "cuda"
+        reach = decoder_reach_tokens(self.networks.vqvae_config)
+        spans = decode_spans(len(upper), DECODE_CHUNK_TOKENS, reach) if in_chunks else [(0, 0, len(upper))]
+        if len(spans) == 1:
+            return self.networks.decode(upper, lower)
+        frames = self.frames_per_token
+        parts: list[tuple[np.ndarray, np.ndarray]] = []
+        for start, first, end in spans:
+            chunk = slice(start, start + DECODE_CHUNK_TOKENS)
+            decoded = self.networks.decode(upper[chunk], lower[chunk])
+            kept = slice((first - start) * frames, (end - start) * frames)
+            parts.append((decoded[0][kept], decoded[1][kept]))
+        return np.concatenate([up for up, _ in parts]), np.concatenate([low for _, low in parts])

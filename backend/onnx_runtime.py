@@ -224,6 +224,7 @@ class OnnxNetworks:
         self.device = device
         gpt = configs["gpt"]
         self.frames_per_token = 2 ** int(configs["vqvae"]["num_downsamples"])
+        self.vqvae_config = configs["vqvae"]
         self.d_model = int(gpt["d_model"])
         self.context_steps = int(gpt["context_steps"])
         self.ring = RingStep(runtime, sessions["gpt_step"], device, int(gpt["num_upper_codes"]))

@@ -3,6 +3,7 @@ networks, and whoever asks for torch (``--runtime torch``). Imported only then."
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,6 +147,7 @@ class TorchNetworks:
         self.torch_device = device
         self.device = device.type
         self.frames_per_token = vqvae.cfg.frames_per_token
+        self.vqvae_config = dataclasses.asdict(vqvae.cfg)
         self.d_model = gpt.cfg.d_model
         self.context_steps = gpt.cfg.context_steps
         self.graphed = GraphedRing(self.gpt, device) if device.type == "cuda" else None

@@ -3,6 +3,7 @@ seed, stale or missing graphs are refused in one line, and generating needs no t
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,7 +13,13 @@ import onnx as onnx_format
 import pytest
 import torch
 
-from backend.generator import DEFAULT_WEIGHTS, DanceGenerator
+from backend.generator import (
+    DECODE_CHUNK_TOKENS,
+    DEFAULT_WEIGHTS,
+    DanceGenerator,
+    decode_spans,
+    decoder_reach_tokens,
+)
 from backend.music_features import song_features
 from backend.pipeline import generate
 from backend.sampling import SamplingConfig
@@ -176,3 +183,43 @@ def test_generating_needs_no_torch(tmp_path: Path, python: str) -> None:
     assert "untrained" not in result.stdout and out.is_file()
     with np.load(out) as dance:
         assert bool(dance["trained"]) and dance["joint_rotations"].shape == (300, 24, 4)
+
+
+@pytest.mark.parametrize(("downsamples", "res_blocks"), [(2, 3), (1, 2), (3, 1)])
+def test_the_decoders_reach_is_where_one_token_stops_mattering(downsamples: int, res_blocks: int) -> None:
+    torch.manual_seed(downsamples * 10 + res_blocks)
+    cfg = VQVAEConfig(width=16, code_dim=8, num_codes=32, num_downsamples=downsamples, res_blocks=res_blocks)
+    vqvae = MotionVQVAE(cfg).eval()
+    for half in (vqvae.upper, vqvae.lower):
+        half.quantiser.codebook.normal_()
+    reach, frames, middle = decoder_reach_tokens(dataclasses.asdict(cfg)), cfg.frames_per_token, 60
+    tokens = torch.randint(0, 32, (1, 2 * middle))
+    changed = tokens.clone()
+    changed[0, middle] = (tokens[0, middle] + 1) % 32
+    with torch.no_grad():
+        before, after = vqvae.decode(tokens, tokens)[0][0], vqvae.decode(changed, changed)[0][0]
+    moved = torch.nonzero((before - after).abs().amax(dim=1) > 0)[:, 0]
+    assert (middle - reach) * frames <= int(moved.min()) < (middle - reach + 1) * frames
+    assert (middle + reach) * frames <= int(moved.max()) < (middle + reach + 1) * frames
+
+
+def test_decoding_in_chunks_gives_the_frames_of_one_pass() -> None:
+    generator = DanceGenerator.load(None, "cpu", "onnx")
+    rng = np.random.default_rng(3)
+    for length in (DECODE_CHUNK_TOKENS + 1, 3 * DECODE_CHUNK_TOKENS - 50):
+        upper, lower = rng.integers(0, 512, length), rng.integers(0, 512, length)
+        assert len(decode_spans(length, DECODE_CHUNK_TOKENS, 22)) > 1
+        chunks = generator.decode(upper, lower, in_chunks=True)
+        for chunked, whole in zip(chunks, generator.networks.decode(upper, lower), strict=True):
+            assert chunked.shape == whole.shape == (4 * length, whole.shape[1])
+            np.testing.assert_allclose(chunked, whole, atol=1e-5, rtol=0)
+
+
+def test_decode_spans_keep_each_token_once_with_its_margin() -> None:
+    for length in (1, 40, 64, 65, 90, 200, 1000):
+        spans = decode_spans(length, 64, 10)
+        assert [token for _, first, end in spans for token in range(first, end)] == list(range(length))
+        for start, first, end in spans:
+            assert start + min(64, length) >= end  # one shape: the chunk (or the whole song)
+            assert first - start >= 10 or start == 0
+            assert start + 64 - end >= 10 or end == length
