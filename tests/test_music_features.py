@@ -162,7 +162,7 @@ def test_a_long_song_decoded_in_parallel_parts_is_the_one_pass_decode(
     path = tmp_path / name
     soundfile.write(str(path), noise.astype(np.float32), rate, **options)
     monkeypatch.setattr(audio.os, "cpu_count", lambda: 4)
-    assert len(audio.decode_parts(len(noise), rate, exact_seek=True)) == audio.DECODE_THREADS
+    assert len(audio.decode_parts(len(noise), rate, exact_seek=True)) == min(audio.DECODE_THREADS, 4)
     parallel = load_song(path, rate), load_song(path, rate, start_s=1.3, end_s=24.0)
     monkeypatch.setattr(audio, "DECODE_THREADS", 1)
     for parts, one_pass in zip(
