@@ -31,7 +31,7 @@ DEVICES = ("auto", "cuda", "cpu")
 WARM_UP_EXTRA_STEPS = 2  # steps the warm-up generation runs past a full attention window
 # Tokens the motion decoder runs on at a time on the GPU (68 s of dance): a longer song is
 # decoded in overlapping chunks of this one shape, which the warm-up has seen. Each new input
-# shape costs ONNX Runtime's CUDA provider a set-up of every convolution (0.07-0.12 s for the
+# shape costs ONNX Runtime's CUDA provider a set-up of every convolution (0.06-0.13 s for the
 # decoder on an H200, against 2-4 ms to run it; 2026-12-03), and every song is a new length.
 # On the CPU a new shape costs nothing and the chunks' overlap 15 % more time: one pass there.
 DECODE_CHUNK_TOKENS = 512
