@@ -75,12 +75,18 @@ class MusicEncoder(nn.Module):
         return self.step_conv(F.gelu(self.frame_conv(music.transpose(1, 2)))).transpose(1, 2)
 
 
+def rope_angles(positions: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """(N,) absolute positions -> (N, head_dim / 2) angles, radians: each position times each
+    feature pair's frequency, ROPE_BASE ** (-2i / head_dim)."""
+    inv_freq = ROPE_BASE ** (-torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+    return positions.to(torch.float32)[:, None] * inv_freq[None]
+
+
 def rope_tables(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(N,) absolute positions -> cos and signed sin (N, head_dim): computed once per pass,
     shared by every layer's queries and keys. The sin's first half is negated, so that ``rope``
     is a roll and two products (3 kernels, not the 5 of rotate-half's split, negate and join)."""
-    inv_freq = ROPE_BASE ** (-torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
-    angles = positions.to(torch.float32)[:, None] * inv_freq[None]
+    angles = rope_angles(positions, head_dim)
     sin = angles.sin()
     return torch.cat([angles, angles], dim=-1).cos(), torch.cat([-sin, sin], dim=-1)
 
@@ -98,8 +104,7 @@ def ring_rotations(positions: torch.Tensor, head_dim: int) -> torch.Tensor:
     values' identity): two products and two sums, four nodes fewer in ONNX Runtime's optimised
     graph than stacking the blocks, and exactly rope's values (each entry takes one term, the
     others are zeros)."""
-    inv_freq = ROPE_BASE ** (-torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
-    angles = positions.to(torch.float32)[:, None] * inv_freq[None]
+    angles = rope_angles(positions, head_dim)
     angles = torch.cat([angles, angles], dim=-1)[:, None, None, :]  # (N, 1, 1, head_dim), by output column
     identity = torch.eye(head_dim, device=positions.device)
     partner = identity.roll(head_dim // 2, dims=0)  # partner[i, j] = 1 where i = j + head_dim / 2 (mod)
