@@ -222,8 +222,8 @@ class DanceGenerator:
         if in_chunks is None:
             in_chunks = self.device == "cuda"
         reach = decoder_reach_tokens(self.networks.vqvae_config)
-        spans = decode_spans(len(upper), DECODE_CHUNK_TOKENS, reach) if in_chunks else [(0, 0, len(upper))]
-        if len(spans) == 1:
+        spans = decode_spans(len(upper), DECODE_CHUNK_TOKENS, reach)
+        if not in_chunks or len(spans) == 1:
             return self.networks.decode(upper, lower)
         frames = self.frames_per_token
         parts: list[tuple[np.ndarray, np.ndarray]] = []

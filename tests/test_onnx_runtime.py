@@ -208,7 +208,8 @@ def test_decoding_in_chunks_gives_the_frames_of_one_pass() -> None:
     rng = np.random.default_rng(3)
     for length in (DECODE_CHUNK_TOKENS + 1, 3 * DECODE_CHUNK_TOKENS - 50):
         upper, lower = rng.integers(0, 512, length), rng.integers(0, 512, length)
-        assert len(decode_spans(length, DECODE_CHUNK_TOKENS, 22)) > 1
+        reach = decoder_reach_tokens(generator.networks.vqvae_config)
+        assert len(decode_spans(length, DECODE_CHUNK_TOKENS, reach)) > 1
         chunks = generator.decode(upper, lower, in_chunks=True)
         for chunked, whole in zip(chunks, generator.networks.decode(upper, lower), strict=True):
             assert chunked.shape == whole.shape == (4 * length, whole.shape[1])
