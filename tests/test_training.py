@@ -671,3 +671,49 @@ def test_capture_statistics_are_the_training_clips_features(tmp_path: Path) -> N
     assert missing.returncode != 0 and missing.stderr.strip().splitlines() == [
         f"error: --dataset {tmp_path / 'none.npz'}: no such file"
     ]
+
+
+def test_music_noise_is_scaled_by_each_features_deviation() -> None:
+    import torch
+
+    from training.train_gpt import noisy_music
+
+    music = torch.zeros(64, 200, 3, dtype=torch.float16)
+    std = torch.tensor([0.0, 1.0, 10.0])
+    assert noisy_music(music, std, 0.0) is music  # no noise: the batch as it was
+    torch.manual_seed(0)
+    noisy = noisy_music(music, std, 0.5)
+    assert noisy.dtype == torch.float32
+    spread = noisy.flatten(0, 1).std(dim=0)
+    assert spread[0] == 0 and abs(spread[1] - 0.5) < 0.02 and abs(spread[2] - 5.0) < 0.2
+
+
+@pytest.mark.slow
+def test_gpt_trains_with_noisy_music_and_keeps_snapshots(tmp_path: Path) -> None:
+    weights = REPO / "models" / "weights" / "generator.safetensors"
+    if not weights.exists():
+        pytest.skip("no shipped generator (its VQ-VAE codes the tiny dataset)")
+    tiny_dataset(tmp_path / "dataset.npz", dances=4, frames=300)
+    command = [
+        sys.executable, "-m", "training.train_gpt", "--data", str(tmp_path / "dataset.npz"),
+        "--vqvae", str(weights), "--out", str(tmp_path / "gpt"), "--music-noise", "0.5", "--eval-every", "1",
+        "--batch", "4",
+    ]  # fmt: skip
+    bad = subprocess.run([*command, "--keep-every", "3", "--eval-every", "2"], cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].endswith(
+        "--keep-every must be a multiple of --eval-every (2), got 3"
+    )
+    first = subprocess.run([*command, "--max-steps", "1"], cwd=REPO, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = subprocess.run(
+        [*command, "--max-steps", "2", "--keep-every", "2"], cwd=REPO, capture_output=True, text=True
+    )
+    assert second.returncode == 0, second.stderr[-2000:]
+    import torch
+    from safetensors import safe_open
+
+    assert sorted(path.name for path in (tmp_path / "gpt").glob("gpt_*.safetensors")) == ["gpt_2.safetensors"]
+    with safe_open(str(tmp_path / "gpt" / "gpt_2.safetensors"), framework="pt") as kept:
+        assert kept.metadata()["steps"] == "2" and float(kept.metadata()["held_out_loss"]) > 0
+        assert kept.get_tensor(kept.keys()[0]).dtype == torch.float16
+    assert torch.load(tmp_path / "gpt" / "train_state.pt", weights_only=True)["step"] == 2

@@ -6,7 +6,14 @@
 The frozen VQ-VAE turns every training dance into upper/lower tokens, once for each of
 the four frame phases of its 4-frame tokens (four times the data). Resumes from
 ``<out>/train_state.pt``; keeps the weights with the lowest held-out loss in
-``<out>/gpt.safetensors``.
+``<out>/gpt.safetensors`` and, with ``--keep-every N``, the weights every N steps as
+``<out>/gpt_<step>.safetensors`` (fp16, as shipped), so that later steps can be judged by the
+dances they make and not by the held-out loss alone.
+
+``--music-noise S`` adds Gaussian noise of S times each music feature's standard deviation
+(over the training songs) to the music of every training batch: with 37 dances the GPT learns
+which move goes with which moment of which song within a few hundred steps, and noise on the
+music leaves it less to recognise a song by.
 """
 
 from __future__ import annotations
@@ -38,7 +45,9 @@ class TrainConfig:
     # Share of input tokens swapped for random ones (targets untouched), so that the model
     # learns to recover from its own sampling slips instead of copying the history.
     token_corruption: float = 0.2
+    music_noise: float = 0.0  # noise on the training music, in units of each feature's std; 0: none
     eval_every: int = 250
+    keep_every: int = 0  # steps between kept snapshots (a multiple of eval_every); 0: none
     log_every: int = 50
 
 
@@ -88,6 +97,14 @@ def corrupt(tokens: torch.Tensor, share: float, num_codes: int) -> torch.Tensor:
     return torch.where(swap, torch.randint_like(tokens, num_codes), tokens)
 
 
+def noisy_music(music: torch.Tensor, feature_std: torch.Tensor, scale: float) -> torch.Tensor:
+    """(B, frames, music_dim) music features plus Gaussian noise of ``scale`` x each feature's std."""
+    if scale <= 0:
+        return music
+    music = music.float()
+    return music + scale * feature_std * torch.randn_like(music)
+
+
 def token_loss(
     model: torch.nn.Module,
     music: torch.Tensor,
@@ -111,13 +128,50 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--minutes", type=float, default=8.0)
     parser.add_argument("--max-steps", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=TrainConfig.batch, help="sequences per step, per GPU")
+    parser.add_argument("--dropout", type=float, default=TrainConfig.dropout)
+    parser.add_argument("--token-corruption", type=float, default=TrainConfig.token_corruption)
+    parser.add_argument(
+        "--music-noise",
+        type=float,
+        default=TrainConfig.music_noise,
+        help="Gaussian noise on the training music, in units of each feature's standard deviation",
+    )
+    parser.add_argument(
+        "--eval-every", type=int, default=TrainConfig.eval_every, help="steps between held-out evaluations"
+    )
+    parser.add_argument(
+        "--keep-every",
+        type=int,
+        default=TrainConfig.keep_every,
+        help="keep the weights every N steps, a multiple of --eval-every (0: never)",
+    )
     parser.add_argument(
         "--without-mirrored",
         action="store_true",
         help="train and score on the captures' own handedness only (no mirrored copies)",
     )
     args = parser.parse_args()
-    cfg = TrainConfig()
+    if args.batch < 1:
+        parser.error(f"--batch must be >= 1, got {args.batch}")
+    if not 0 <= args.dropout < 1:
+        parser.error(f"--dropout must be in [0, 1), got {args.dropout}")
+    if not 0 <= args.token_corruption <= 1:
+        parser.error(f"--token-corruption must be in [0, 1], got {args.token_corruption}")
+    if args.music_noise < 0:
+        parser.error(f"--music-noise must be >= 0, got {args.music_noise}")
+    if args.eval_every < 1:
+        parser.error(f"--eval-every must be >= 1, got {args.eval_every}")
+    if args.keep_every < 0 or args.keep_every % args.eval_every:
+        parser.error(f"--keep-every must be a multiple of --eval-every ({args.eval_every}), got {args.keep_every}")
+    cfg = TrainConfig(
+        batch=args.batch,
+        dropout=args.dropout,
+        token_corruption=args.token_corruption,
+        music_noise=args.music_noise,
+        eval_every=args.eval_every,
+        keep_every=args.keep_every,
+    )
     env = setup_distributed()
     torch.manual_seed(env.rank)
     rng = np.random.default_rng(2000 + env.rank)
@@ -167,6 +221,7 @@ def main() -> None:
         )
         for group in optimiser.param_groups:
             group["lr"] = cfg.learning_rate * min(1.0, (step + 1) / cfg.warmup_steps)
+        music = noisy_music(music, gpt.music_encoder.feature_std, cfg.music_noise)
         with autocast:
             loss = token_loss(model, music, upper, lower, cfg.token_corruption, gpt.cfg.num_upper_codes)
         optimiser_step(optimiser, loss, gpt.parameters(), max_grad_norm=1.0)
@@ -184,6 +239,14 @@ def main() -> None:
                     best_path,
                     {"gpt": gpt},
                     {"gpt": gpt.cfg},
+                    extra={"steps": str(step), "held_out_loss": f"{held_loss:.4f}"},
+                )
+            if cfg.keep_every and step % cfg.keep_every == 0:
+                save_checkpoint(
+                    args.out / f"gpt_{step}.safetensors",
+                    {"gpt": gpt},
+                    {"gpt": gpt.cfg},
+                    dtype=torch.float16,
                     extra={"steps": str(step), "held_out_loss": f"{held_loss:.4f}"},
                 )
             save_train_state(state_path, step, gpt, optimiser)
