@@ -108,7 +108,9 @@ def ring_rotations(positions: torch.Tensor, head_dim: int) -> torch.Tensor:
     angles = torch.cat([angles, angles], dim=-1)[:, None, None, :]  # (N, 1, 1, head_dim), by output column
     identity = torch.eye(head_dim, device=positions.device)
     partner = identity.roll(head_dim // 2, dims=0)  # partner[i, j] = 1 where i = j + head_dim / 2 (mod)
-    sign = torch.cat([-torch.ones(head_dim // 2), torch.ones(head_dim // 2)]).to(positions.device)
+    # made on the positions' device: a copy from the host cannot be captured in a CUDA graph
+    half = head_dim // 2
+    sign = torch.cat([torch.full((half,), -1.0, device=positions.device), torch.ones(half, device=positions.device)])
     none = torch.zeros_like(identity)
     diagonals = torch.stack([identity, identity, none])
     partners = torch.stack([partner * sign, partner * sign, none])

@@ -139,6 +139,38 @@ def test_ring_rotations_turn_queries_and_keys_as_rope_does_and_keep_values() -> 
     assert torch.equal(turned[:, 2], projections[:, 2])
 
 
+def test_a_ring_step_makes_every_tensor_on_the_inputs_device() -> None:
+    """A CUDA graph cannot capture a copy from the host: the torch runtime's captured step must
+    build everything on its inputs' device. Run on the meta device, where any such copy shows."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class CrossDeviceOps(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            result = func(*args, **(kwargs or {}))
+            tensors = [t for t in tree_leaves((args, kwargs, result)) if isinstance(t, torch.Tensor)]
+            if len({t.device.type for t in tensors}) > 1:
+                self.seen.append(str(func))
+            return result
+
+    with torch.device("meta"):
+        gpt = MotionGPT(SMALL_GPT).eval()
+        slots = ring_slots(SMALL_GPT, 2)
+        keys = torch.zeros(SMALL_GPT.cache_shape(1, slots))
+        values = torch.zeros(SMALL_GPT.cache_shape(1, slots))
+        slot_positions = torch.full((slots,), EMPTY_SLOT, dtype=torch.long)
+        streams, tokens = torch.tensor([[2, 0]]), torch.tensor([[5, 0]])
+        music, position = torch.zeros(1, 2, SMALL_GPT.d_model), torch.tensor(7)
+    with torch.inference_mode(), CrossDeviceOps() as watch:
+        upper, lower = gpt.ring_generation_step(streams, tokens, music, position, keys, values, slot_positions)
+    assert upper.device.type == lower.device.type == "meta" and upper.shape == (1, SMALL_GPT.num_upper_codes)
+    assert watch.seen == []
+
+
 def test_attention_reaches_back_exactly_one_window_per_layer() -> None:
     torch.manual_seed(2)
     gpt = MotionGPT(SMALL_GPT).eval()
