@@ -20,7 +20,9 @@ ensure_venv() {
         return
     fi
     [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
+    # No wheel cache: pip's cache buffers and keeps a second copy of every download (hundreds
+    # of MB for each bpy wheel), disk a venv that is rebuilt only when its inputs change never uses.
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir "$@"
     echo "$want" > "$stamp"
 }
 
