@@ -221,10 +221,9 @@ class DanceGenerator:
         upper, lower = np.asarray(upper, dtype=np.int64), np.asarray(lower, dtype=np.int64)
         if in_chunks is None:
             in_chunks = self.device == "cuda"
-        reach = decoder_reach_tokens(self.networks.vqvae_config)
-        spans = decode_spans(len(upper), DECODE_CHUNK_TOKENS, reach)
-        if not in_chunks or len(spans) == 1:
+        if not in_chunks or len(upper) <= DECODE_CHUNK_TOKENS:
             return self.networks.decode(upper, lower)
+        spans = decode_spans(len(upper), DECODE_CHUNK_TOKENS, decoder_reach_tokens(self.networks.vqvae_config))
         frames = self.frames_per_token
         parts: list[tuple[np.ndarray, np.ndarray]] = []
         for start, first, end in spans:

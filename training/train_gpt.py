@@ -233,22 +233,13 @@ def main() -> None:
             with torch.no_grad(), autocast:
                 held_loss = float(np.mean([token_loss(gpt, *batch).item() for batch in held_batches]))
             logger.log(step, held_out_loss=held_loss)
+            record = {"steps": str(step), "held_out_loss": f"{held_loss:.4f}"}
             if held_loss < best:
                 best = held_loss
-                save_checkpoint(
-                    best_path,
-                    {"gpt": gpt},
-                    {"gpt": gpt.cfg},
-                    extra={"steps": str(step), "held_out_loss": f"{held_loss:.4f}"},
-                )
+                save_checkpoint(best_path, {"gpt": gpt}, {"gpt": gpt.cfg}, extra=record)
             if cfg.keep_every and step % cfg.keep_every == 0:
-                save_checkpoint(
-                    args.out / f"gpt_{step}.safetensors",
-                    {"gpt": gpt},
-                    {"gpt": gpt.cfg},
-                    dtype=torch.float16,
-                    extra={"steps": str(step), "held_out_loss": f"{held_loss:.4f}"},
-                )
+                snapshot = args.out / f"gpt_{step}.safetensors"
+                save_checkpoint(snapshot, {"gpt": gpt}, {"gpt": gpt.cfg}, dtype=torch.float16, extra=record)
             save_train_state(state_path, step, gpt, optimiser)
     if env.main:
         save_train_state(state_path, step, gpt, optimiser)
