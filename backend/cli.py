@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .generator import DEVICES, RUNTIMES
 from .music_features import FPS, configure_numba_cache
+from .sampling import DEFAULT_BEAT_CANDIDATES
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -32,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0, help="same seed, same dance (default 0)")
     gen.add_argument("--temperature", type=float, default=1.0, help="> 0; lower is calmer and more repetitive")
     gen.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest moves (0: all)")
+    gen.add_argument(
+        "--beat-candidates",
+        type=int,
+        default=DEFAULT_BEAT_CANDIDATES,
+        help=f"continuations tried per second of dance, the most on the beat kept (1: none, fastest; default "
+        f"{DEFAULT_BEAT_CANDIDATES})",
+    )
     gen.add_argument("--fps", type=float, default=float(FPS), help=f"output frame rate (default {FPS})")
     gen.add_argument("--start", type=float, default=0.0, help="dance from this time of the song, seconds")
     gen.add_argument("--end", type=float, default=None, help="dance up to this time of the song, seconds")
@@ -63,7 +71,9 @@ def run_generate(args: argparse.Namespace) -> int:
     from .sampling import SamplingConfig
 
     check_output_path(args.out)
-    sampling = SamplingConfig(seed=args.seed, temperature=args.temperature, top_k=args.top_k)
+    sampling = SamplingConfig(
+        seed=args.seed, temperature=args.temperature, top_k=args.top_k, beat_candidates=args.beat_candidates
+    )
     sampling.validate()
     if not 0 < args.fps <= MAX_OUTPUT_FPS:
         raise UserInputError("--fps", f"must be in (0, {MAX_OUTPUT_FPS:g}], got {args.fps:g}")

@@ -18,6 +18,7 @@ import numpy as np
 
 from models.files import CheckpointError
 
+from .beat_search import SEARCH_CHUNK_STEPS
 from .errors import CancelledError
 from .music_features import FEATURE_DIM
 from .onnx_runtime import OnnxNetworks, have_graphs, onnxruntime_module
@@ -35,6 +36,8 @@ WARM_UP_EXTRA_STEPS = 2  # steps the warm-up generation runs past a full attenti
 # decoder on an H200, against 2-4 ms to run it; 2026-12-03), and every song is a new length.
 # On the CPU a new shape costs nothing and the chunks' overlap 15 % more time: one pass there.
 DECODE_CHUNK_TOKENS = 512
+# Rates steps [start, end) of (L,) upper and lower tokens (``beat_search.BeatScorer``); higher is better.
+ChunkScorer = Callable[[np.ndarray, np.ndarray, int, int], float]
 # The three streams of the GPT's sequence (models.gpt: music, upper, lower at each step).
 MUSIC, UPPER, LOWER = 0, 1, 2
 
@@ -58,6 +61,14 @@ class Networks(Protocol):
     ) -> tuple[np.ndarray, np.ndarray, Any]: ...
 
     def decode(self, upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def save_cache(self, cache: Any) -> Any:
+        """What ``load_cache`` needs to put the cache back as it is now (beat search)."""
+        ...
+
+    def load_cache(self, saved: Any) -> Any:
+        """The cache as ``save_cache`` saw it; the one to pass to the next step."""
+        ...
 
 
 def decoder_reach_tokens(vqvae_config: dict[str, Any]) -> int:
@@ -166,12 +177,17 @@ class DanceGenerator:
         sampling: SamplingConfig,
         progress: Callable[[float], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
+        score: ChunkScorer | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(T, FEATURE_DIM) features -> upper, lower tokens (L,) with L = ceil(T / frames_per_token).
 
         Each step is two calls: [lower token of the last step, music of this one] -> the upper
         token; [that upper token] -> the lower token. Only the new positions are computed; the
         cache holds the window behind them.
+
+        With ``score`` and ``sampling.beat_candidates`` > 1, beat search (``beat_search``): each
+        chunk of SEARCH_CHUNK_STEPS steps is sampled that many times from the same cache, and
+        the continuation ``score(upper, lower, start, end)`` rates highest is kept.
         """
         networks = self.networks
         steps = -(-features.shape[0] // self.frames_per_token)
@@ -181,24 +197,44 @@ class DanceGenerator:
         music_steps = networks.encode_music(padded)
         no_music = np.zeros((1, networks.d_model), dtype=np.float32)
         sampler = TokenSampler(sampling)
-        cache = networks.new_cache()
         upper = np.zeros(steps, dtype=np.int64)
         lower = np.zeros(steps, dtype=np.int64)
-        streams, tokens, music = np.array([MUSIC]), np.array([0]), music_steps[:1]
-        report_every = max(1, steps // 100)
-        for t in range(steps):
-            if cancelled is not None and cancelled():
-                raise CancelledError()
-            upper_logits, _, cache = networks.step(streams, tokens, music, cache)
-            upper[t] = sampler(upper_logits)
-            _, lower_logits, cache = networks.step(np.array([UPPER]), upper[t : t + 1], no_music, cache)
-            lower[t] = sampler(lower_logits)
-            if t + 1 < steps:
-                # The lower token of this step and the music of the next go in one call.
-                streams, tokens = np.array([LOWER, MUSIC]), np.array([lower[t], 0])
-                music = np.concatenate([no_music, music_steps[t + 1 : t + 2]])
-            if progress is not None and (t % report_every == 0 or t == steps - 1):
-                progress((t + 1) / steps)
+
+        def run(first: int, end: int, cache: Any) -> Any:
+            """Sample steps [first, end) into upper and lower; returns the cache after them."""
+            for t in range(first, end):
+                if cancelled is not None and cancelled():
+                    raise CancelledError()
+                if t == 0:
+                    streams, tokens, music = np.array([MUSIC]), np.array([0]), music_steps[:1]
+                else:  # the lower token of the last step and the music of this one go in one call
+                    streams, tokens = np.array([LOWER, MUSIC]), np.array([lower[t - 1], 0])
+                    music = np.concatenate([no_music, music_steps[t : t + 1]])
+                upper_logits, _, cache = networks.step(streams, tokens, music, cache)
+                upper[t] = sampler(upper_logits)
+                _, lower_logits, cache = networks.step(np.array([UPPER]), upper[t : t + 1], no_music, cache)
+                lower[t] = sampler(lower_logits)
+            return cache
+
+        candidates = sampling.beat_candidates if score is not None else 1
+        chunk = SEARCH_CHUNK_STEPS if candidates > 1 else max(1, steps // 100)
+        cache = networks.new_cache()
+        for first in range(0, steps, chunk):
+            end = min(first + chunk, steps)
+            if candidates == 1:
+                cache = run(first, end, cache)
+            else:
+                assert score is not None
+                start = networks.save_cache(cache)
+                tried = []
+                for candidate in range(candidates):
+                    cache = run(first, end, cache if candidate == 0 else networks.load_cache(start))
+                    rating = score(upper, lower, first, end)
+                    tried.append((rating, upper[first:end].copy(), lower[first:end].copy(), networks.save_cache(cache)))
+                _, upper[first:end], lower[first:end], kept = max(tried, key=lambda item: item[0])
+                cache = networks.load_cache(kept)
+            if progress is not None:
+                progress(end / steps)
         return upper, lower
 
     def warm_up(self) -> None:

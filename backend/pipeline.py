@@ -17,15 +17,14 @@ from bailando_blender.skeleton import (
     matrix_to_quaternion,
 )
 
+from .beat_reward import floor_height
+from .beat_search import BeatScorer
 from .errors import CancelledError, UserInputError
 from .generator import DanceGenerator
 from .motion_representation import decode_motion
 from .music_features import FPS, MusicFeatures, song_features
 from .sampling import SamplingConfig
 
-# Percentile of the per-frame lowest joint height taken as the floor: low enough that
-# jumps stay in the air, high enough that one odd frame does not sink the whole dance.
-FLOOR_PERCENTILE = 5.0
 MAX_OUTPUT_FPS = 240.0
 # The generator integrates root velocities, so over minutes its dancer can wander off (up to
 # 15 m in a 3-minute song, measured). By default the slow part of the root's path is held
@@ -95,11 +94,6 @@ def resample(
     )
     translation = np.stack([np.interp(target_times, source_times, root_translation[:, i]) for i in range(3)], 1)
     return rotations, translation
-
-
-def floor_height(positions: np.ndarray) -> float:
-    """The floor under (T, 24, 3) joint positions: the FLOOR_PERCENTILE of the lowest joint's height."""
-    return float(np.percentile(positions[..., 1].min(axis=1), FLOOR_PERCENTILE))
 
 
 def body_positions(joint_rotations: np.ndarray) -> np.ndarray:
@@ -220,8 +214,9 @@ def generate(
     report("decoding", 0.0)
     music = audio if isinstance(audio, MusicFeatures) else song_features(audio, start_s, end_s)
     report("features", 1.0)
+    score = BeatScorer(music.features, generator.decode, generator.frames_per_token)
     upper_tokens, lower_tokens = generator.tokens(
-        music.features, sampling, progress=lambda f: report("tokens", f), cancelled=cancelled
+        music.features, sampling, progress=lambda f: report("tokens", f), cancelled=cancelled, score=score
     )
     report("rotations", 0.0)
     upper, lower = generator.decode(upper_tokens, lower_tokens)

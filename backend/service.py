@@ -5,7 +5,7 @@ pipes, so no other program can reach it (nothing listens on a port).
 
 Requests (stdin):
   {"op": "submit", "job": ID, "audio": PATH, "out": PATH.npz,
-   "seed": 0, "temperature": 1.0, "top_k": 0, "fps": 30, "start_s": 0.0, "end_s": null,
+   "seed": 0, "temperature": 1.0, "top_k": 0, "beat_candidates": 6, "fps": 30, "start_s": 0.0, "end_s": null,
    "stage_radius_m": 1.5}
   (start_s/end_s: dance to that span of the file only, seconds; frame 0 is start_s;
    optional "smpl_model_folder": DIR adds the user's SMPL body mesh to the NPZ)
@@ -44,7 +44,7 @@ from .errors import CancelledError, UserInputError
 from .generator import DanceGenerator
 from .music_features import warm_up
 from .pipeline import STAGE_RADIUS_M, generate
-from .sampling import SamplingConfig
+from .sampling import DEFAULT_BEAT_CANDIDATES, SamplingConfig
 from .smpl_body import SmplBody, load_smpl_body
 
 PROTOCOL_VERSION = 1
@@ -113,6 +113,7 @@ class Service:
                 seed=int(request.get("seed", 0)),
                 temperature=float(request.get("temperature", 1.0)),
                 top_k=int(request.get("top_k", 0)),
+                beat_candidates=int(request.get("beat_candidates", DEFAULT_BEAT_CANDIDATES)),
             )
             folder = request.get("smpl_model_folder")
             extra = self.body(str(folder)).arrays() if folder else None  # a bad folder fails before the dance

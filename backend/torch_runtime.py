@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -119,6 +120,23 @@ class GraphedRing:
         self.position = 0
         return RingCache(0)
 
+    @torch.inference_mode()
+    def save(self, cache: RingCache) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Copies of the ring as ``cache`` left it, on the GPU."""
+        if cache.position != self.position:
+            raise RuntimeError("a ring cache was used twice: pass the one the last step returned")
+        return self.position, self.keys.clone(), self.values.clone(), self.slot_positions.clone()
+
+    @torch.inference_mode()
+    def load(self, saved: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]) -> RingCache:
+        """The ring written back in place (the graphs read these buffers)."""
+        position, keys, values, slot_positions = saved
+        self.keys.copy_(keys)
+        self.values.copy_(values)
+        self.slot_positions.copy_(slot_positions)
+        self.position = position
+        return RingCache(position)
+
     def step(self, streams: np.ndarray, tokens: np.ndarray, music: np.ndarray, cache: RingCache) -> np.ndarray:
         """The inputs' (n,) streams and tokens and (n, d_model) music -> upper and lower logits of the last."""
         if cache.position != self.position:
@@ -203,6 +221,18 @@ class TorchNetworks:
         upper, lower, keys, values = self.gpt.generation_step(*inputs, position, cache.keys, cache.values)
         scores = torch.cat([upper[0], lower[0]]).float().cpu().numpy()  # one copy back, not two
         return scores[:split], scores[split:], TorchCache(cache.position + len(streams), keys, values)
+
+    def save_cache(self, cache: TorchCache | RingCache) -> Any:
+        if isinstance(cache, RingCache):
+            assert self.graphed is not None
+            return self.graphed.save(cache)
+        return cache  # each step makes new tensors: the cache itself is its own copy
+
+    def load_cache(self, saved: Any) -> TorchCache | RingCache:
+        if isinstance(saved, TorchCache):
+            return saved
+        assert self.graphed is not None
+        return self.graphed.load(saved)
 
     @torch.inference_mode()
     def decode(self, upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -49,6 +49,7 @@ class BatchSettings:
     seed: int = 0
     temperature: float = 1.0
     top_k: int = 0
+    beat_candidates: int = generation.DEFAULT_BEAT_CANDIDATES
     beat_markers: bool = True
     stage_radius: float = generation.DEFAULT_STAGE_RADIUS_M
 
@@ -67,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument(
+        "--beat-candidates",
+        type=int,
+        default=generation.DEFAULT_BEAT_CANDIDATES,
+        help="continuations tried per second of dance, the most on the beat kept (1: none, fastest)",
+    )
     parser.add_argument("--no-beat-markers", action="store_true")
     parser.add_argument(
         "--stage-radius",
@@ -213,6 +220,7 @@ def settings_from(args: argparse.Namespace, **overrides: object) -> BatchSetting
         seed=args.seed,
         temperature=args.temperature,
         top_k=args.top_k,
+        beat_candidates=args.beat_candidates,
         beat_markers=not args.no_beat_markers,
         stage_radius=args.stage_radius,
         **overrides,  # type: ignore[arg-type]

@@ -31,6 +31,7 @@ from .sound_strips import strip_span as sound_strip_span
 
 BEAT_MARKER_PREFIX = "beat "  # our timeline markers; earlier ones in the keyed range are replaced
 DEFAULT_STAGE_RADIUS_M = 1.5  # metres the dancer's slow path may wander (0: free); the backend's STAGE_RADIUS_M
+DEFAULT_BEAT_CANDIDATES = 6  # continuations beat search tries per chunk; the backend's DEFAULT_BEAT_CANDIDATES
 FPS_TOLERANCE = 1e-6  # relative: the backend must return the scene's frame rate
 
 
@@ -49,6 +50,7 @@ class JobPlan:
     scratch_dir: str
     smpl_model_folder: str = ""  # the user's SMPL files, for a skinned SMPL body on a new dancer
     stage_radius_m: float = DEFAULT_STAGE_RADIUS_M
+    beat_candidates: int = DEFAULT_BEAT_CANDIDATES
     out_path: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -60,6 +62,7 @@ class JobPlan:
             "seed": self.seed,
             "temperature": self.temperature,
             "top_k": self.top_k,
+            "beat_candidates": self.beat_candidates,
             "fps": self.span.fps,
             "start_s": self.span.start_s,
             "end_s": self.span.end_s,
@@ -145,6 +148,7 @@ def plan_job(context: bpy.types.Context, settings: Any, smpl_model_folder: str =
         scratch_dir=scratch_dir,
         smpl_model_folder=smpl_model_folder,
         stage_radius_m=float(settings.stage_radius),
+        beat_candidates=int(settings.beat_candidates),
     )
 
 

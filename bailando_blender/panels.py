@@ -64,6 +64,7 @@ class VIEW3D_PT_bailando_generate(bpy.types.Panel):
         column.prop(settings, "seed")
         column.prop(settings, "temperature")
         column.prop(settings, "top_k")
+        column.prop(settings, "beat_candidates")
         column.prop(settings, "stage_radius")
         column.prop(settings, "beat_markers")
 

@@ -13,12 +13,13 @@ from bpy.props import (
     StringProperty,
 )
 
-from .generation import DEFAULT_STAGE_RADIUS_M
+from .generation import DEFAULT_BEAT_CANDIDATES, DEFAULT_STAGE_RADIUS_M
 from .pose_pass import MAX_FPS as PASS_MAX_FPS
 
 # Limits of the generator's variation controls (the backend checks them too).
 MAX_TEMPERATURE = 2.0  # above this the moves are noise
 MAX_TOP_K = 512  # the codebook size of the shipped VQ-VAE
+MAX_BEAT_CANDIDATES = 32  # the backend's limit (backend.sampling)
 
 
 class DanceSettings(bpy.types.PropertyGroup):
@@ -62,6 +63,14 @@ class DanceSettings(bpy.types.PropertyGroup):
     )
     top_k: IntProperty(
         name="Top K", description="Pick among the k likeliest moves only (0: all)", default=0, min=0, max=MAX_TOP_K
+    )
+    beat_candidates: IntProperty(
+        name="Beat Search",
+        description="Continuations tried for each second of dance, the one most on the beat kept "
+        "(1: none; each one more costs about one more generation's time)",
+        default=DEFAULT_BEAT_CANDIDATES,
+        min=1,
+        max=MAX_BEAT_CANDIDATES,
     )
     stage_radius: FloatProperty(
         name="Stay Within",

@@ -13,6 +13,7 @@ import onnx as onnx_format
 import pytest
 import torch
 
+from backend.beat_search import SEARCH_CHUNK_STEPS, BeatScorer
 from backend.generator import (
     DECODE_CHUNK_TOKENS,
     DEFAULT_WEIGHTS,
@@ -20,7 +21,7 @@ from backend.generator import (
     decode_spans,
     decoder_reach_tokens,
 )
-from backend.music_features import song_features
+from backend.music_features import BEAT_COLUMN, song_features
 from backend.pipeline import generate
 from backend.sampling import SamplingConfig
 from models.checkpoint import save_checkpoint
@@ -224,3 +225,59 @@ def test_decode_spans_keep_each_token_once_with_its_margin() -> None:
             assert start + min(64, length) >= end  # one shape: the chunk (or the whole song)
             assert first - start >= 10 or start == 0
             assert start + 64 - end >= 10 or end == length
+
+
+def chunk_token_sum(upper: np.ndarray, lower: np.ndarray, start: int, end: int) -> float:
+    """A chunk scorer with no float in it, so both runtimes choose alike: the chunk's token sum."""
+    return float(upper[start:end].sum() + lower[start:end].sum())
+
+
+def test_beat_search_restores_the_cache_alike_on_both_runtimes(exported: Path) -> None:
+    """Beat search samples each chunk from a saved cache and goes on from the kept candidate's:
+    ONNX Runtime's ring, written back in place, must give the tokens of torch's cache, which is
+    its own copy; and each chunk kept is the one the scorer rated highest."""
+    onnx, reference = DanceGenerator.load(exported, "cpu", "onnx"), DanceGenerator.load(exported, "cpu", "torch")
+    features = np.random.default_rng(6).normal(0, 30, (4 * 4 * SMALL_GPT.context_steps + 5, 57)).astype(np.float32)
+    sampling = SamplingConfig(seed=3, beat_candidates=4)
+    ratings: list[tuple[int, float]] = []
+
+    def recording(upper: np.ndarray, lower: np.ndarray, start: int, end: int) -> float:
+        ratings.append((start, chunk_token_sum(upper, lower, start, end)))
+        return ratings[-1][1]
+
+    tokens = onnx.tokens(features, sampling, score=recording)
+    expected = reference.tokens(features, sampling, score=chunk_token_sum)
+    np.testing.assert_array_equal(tokens[0], expected[0])
+    np.testing.assert_array_equal(tokens[1], expected[1])
+    plain = onnx.tokens(features, SamplingConfig(seed=3, beat_candidates=1), score=chunk_token_sum)
+    assert not np.array_equal(plain[0], tokens[0])
+    starts = sorted({start for start, _ in ratings})
+    assert len(ratings) == 4 * len(starts) and starts[0] == 0
+    for start in starts:
+        end = min(start + SEARCH_CHUNK_STEPS, len(tokens[0]))
+        tried = [rating for first, rating in ratings if first == start]
+        assert len(set(tried)) > 1  # the candidates differ
+        assert chunk_token_sum(*tokens, start, end) == max(tried)
+
+
+def test_beat_search_keeps_the_best_rated_chunk_by_the_beat_reward(exported: Path) -> None:
+    """With the real scorer (decode, forward kinematics, the beat reward against the song's beat
+    column), every kept chunk, scored again in the finished dance, has the best rating tried:
+    a rating reads no token after its chunk."""
+    generator = DanceGenerator.load(exported, "cpu", "onnx")
+    rng = np.random.default_rng(8)
+    features = rng.normal(0, 30, (4 * 40, 57)).astype(np.float32)
+    features[:, BEAT_COLUMN] = 0.0
+    features[::15, BEAT_COLUMN] = 1.0  # a beat every half second
+    scorer = BeatScorer(features, generator.decode, generator.frames_per_token)
+    ratings: list[tuple[int, float]] = []
+
+    def recording(upper: np.ndarray, lower: np.ndarray, start: int, end: int) -> float:
+        ratings.append((start, scorer(upper, lower, start, end)))
+        return ratings[-1][1]
+
+    upper, lower = generator.tokens(features, SamplingConfig(seed=1, beat_candidates=3), score=recording)
+    for start in sorted({start for start, _ in ratings}):
+        end = min(start + SEARCH_CHUNK_STEPS, len(upper))
+        best = max(rating for first, rating in ratings if first == start)
+        assert scorer(upper, lower, start, end) == pytest.approx(best, abs=1e-9)

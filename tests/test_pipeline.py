@@ -86,7 +86,12 @@ def test_progress_and_cancel(generator: DanceGenerator, click_song: Path) -> Non
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"fps": 0.0}, "fps"), ({"fps": float("nan")}, "fps"), ({"sampling": SamplingConfig(top_k=-1)}, "top_k")],
+    [
+        ({"fps": 0.0}, "fps"),
+        ({"fps": float("nan")}, "fps"),
+        ({"sampling": SamplingConfig(top_k=-1)}, "top_k"),
+        ({"sampling": SamplingConfig(beat_candidates=0)}, "beat_candidates"),
+    ],
 )
 def test_bad_options(generator: DanceGenerator, click_song: Path, options: dict, message: str) -> None:
     with pytest.raises(UserInputError, match=message):
@@ -114,12 +119,15 @@ def test_keep_on_stage_holds_a_wandering_root_and_leaves_steps_alone() -> None:
     np.testing.assert_array_equal(keep_on_stage(sway + walk, fps, 0.0), sway + walk)
 
 
-def test_the_extension_and_the_backend_default_to_the_same_stage_radius() -> None:
+def test_the_extension_and_the_backend_default_to_the_same_stage_radius_and_beat_search() -> None:
     pytest.importorskip("bpy")
     from backend.pipeline import STAGE_RADIUS_M
-    from bailando_blender.generation import DEFAULT_STAGE_RADIUS_M
+    from backend.sampling import DEFAULT_BEAT_CANDIDATES, MAX_BEAT_CANDIDATES
+    from bailando_blender import generation, properties
 
-    assert DEFAULT_STAGE_RADIUS_M == STAGE_RADIUS_M
+    assert generation.DEFAULT_STAGE_RADIUS_M == STAGE_RADIUS_M
+    assert generation.DEFAULT_BEAT_CANDIDATES == DEFAULT_BEAT_CANDIDATES
+    assert properties.MAX_BEAT_CANDIDATES == MAX_BEAT_CANDIDATES
 
 
 def test_plant_feet_stops_a_foot_sliding_on_the_floor_and_leaves_heights_alone() -> None:

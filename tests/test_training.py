@@ -89,7 +89,7 @@ def beat_dance(frames: int, period: int, phase: float) -> np.ndarray:
 
 
 def test_the_beat_reward_pays_for_motion_beats_on_music_beats() -> None:
-    from training.beat_reward import RewardWeights, step_rewards
+    from backend.beat_reward import RewardWeights, step_rewards
 
     frames, period = 240, 16
     beats = np.zeros(frames, dtype=bool)
@@ -103,7 +103,7 @@ def test_the_beat_reward_pays_for_motion_beats_on_music_beats() -> None:
 
 
 def test_jitter_and_stillness_are_penalised() -> None:
-    from training.beat_reward import RewardWeights, step_rewards
+    from backend.beat_reward import RewardWeights, step_rewards
 
     frames = 240
     beats = np.zeros(frames, dtype=bool)
@@ -119,7 +119,7 @@ def test_jitter_and_stillness_are_penalised() -> None:
 
 
 def test_a_short_pause_is_not_charged_as_slow_but_sustained_slowness_is() -> None:
-    from training.beat_reward import RewardWeights, step_rewards
+    from backend.beat_reward import RewardWeights, step_rewards
 
     def gliding(speeds_m_s: np.ndarray) -> np.ndarray:
         """(F,) speeds -> (F, 24, 3) a body sliding along X at those speeds, 30 fps."""
@@ -143,8 +143,8 @@ def test_a_short_pause_is_not_charged_as_slow_but_sustained_slowness_is() -> Non
 
 
 def test_the_legs_slowness_charge_is_not_paid_by_swinging_the_arms() -> None:
+    from backend.beat_reward import CAPTURES_SLOWEST_LEG_SPEED_M_S, LEG_JOINTS, RewardWeights, step_rewards
     from bailando_blender.skeleton import REST_PELVIS_HEIGHT, rest_positions
-    from training.beat_reward import CAPTURES_SLOWEST_LEG_SPEED_M_S, LEG_JOINTS, RewardWeights, step_rewards
 
     frames = 240
     t = np.arange(frames) / 30.0
@@ -166,9 +166,9 @@ def test_the_legs_slowness_charge_is_not_paid_by_swinging_the_arms() -> None:
 
 
 def test_a_scored_rollout_carries_its_watched_relations() -> None:
+    from backend.beat_reward import RewardWeights
     from backend.motion_representation import decode_motion, encode_motion
     from backend.pipeline import floor_height
-    from training.beat_reward import RewardWeights
     from training.dance_features import geometric_features, kinetic_features, prepare
     from training.train_actor_critic import WATCHED_RELATIONS, score_one
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from backend.beat_reward import FOOT_CONTACT_HEIGHT_M, FROZEN_SPEED_M_S
 from bailando_blender.skeleton import FOOT_JOINTS
 
 BAS_FPS = 60.0  # Bailando measured beat alignment at 60 fps
 BAS_SMOOTHING_FRAMES = 5.0  # Gaussian sigma on the kinetic velocity, frames at BAS_FPS
 BAS_SIGMA_FRAMES = 3.0  # tolerance of a beat hit, frames at BAS_FPS (50 ms)
-FOOT_CONTACT_HEIGHT_M = 0.05  # a foot joint this close to the floor is in contact
-FROZEN_SPEED_M_S = 0.1  # mean joint speed under which the body counts as frozen
 EVALUATION_FPS = 30.0  # speeds, jerk and skating are measured at this rate
 PFC_FPS = 30.0  # EDGE computes PFC at 30 fps
 PFC_SCALE = 1e4  # EDGE reports PFC times 10^4

@@ -237,6 +237,13 @@ def main() -> None:
         "--top-ks", type=int, nargs="+", default=[], help="also our model sampling among only the k likeliest tokens"
     )
     parser.add_argument(
+        "--beat-candidates",
+        type=int,
+        nargs="+",
+        default=[],
+        help="also our model with beat search trying this many continuations per chunk (1: plain sampling)",
+    )
+    parser.add_argument(
         "--stage-radius",
         type=float,
         default=STAGE_RADIUS_M,
@@ -253,6 +260,7 @@ def main() -> None:
     models = {"ours": (ours, plain)}
     models |= {f"ours, temperature {t:g}": (ours, SamplingConfig(temperature=t)) for t in args.temperatures}
     models |= {f"ours, top-k {k}": (ours, SamplingConfig(top_k=k)) for k in args.top_ks}
+    models |= {f"ours, {n} beat candidates": (ours, SamplingConfig(beat_candidates=n)) for n in args.beat_candidates}
     if args.without_critic is not None:
         models["without critic"] = (DanceGenerator.load(args.without_critic, args.device), plain)
     models |= {path.stem: (DanceGenerator.load(path, args.device), plain) for path in args.also}

@@ -3,7 +3,7 @@
     python -m training.train_actor_critic --generator models/weights/generator.safetensors \
         --music data/rl_music.npz --out runs/ac --minutes 8
 
-The reward needs no dance, only music (``training/beat_reward.py``), so every song we may
+The reward needs no dance, only music (``backend/beat_reward.py``), so every song we may
 train on takes part: the training captures' songs and the music-only songs of
 ``prepare_data rl-music`` (never the evaluation songs). Each iteration samples rollouts with
 the GPT (the actor) on random stretches of music, decodes them with the frozen VQ-VAE,
@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from backend.beat_reward import CAPTURES_SLOWEST_LEG_SPEED_M_S, RewardWeights, step_rewards
 from backend.motion_representation import decode_motion
 from backend.music_features import BEAT_COLUMN, FPS
 from backend.pipeline import floor_height
@@ -45,7 +46,6 @@ from models.critic import Critic, CriticConfig
 from models.gpt import GPTConfig, MotionGPT
 from models.vqvae import MotionVQVAE, VQVAEConfig
 
-from .beat_reward import CAPTURES_SLOWEST_LEG_SPEED_M_S, RewardWeights, step_rewards
 from .common import Logger, optimiser_step, setup_distributed
 from .dance_features import FEATURE_DIMS, KINETIC_DIMS, dance_features, prepare, standardise
 from .prepare_data import load_song_features

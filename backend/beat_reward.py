@@ -1,4 +1,4 @@
-"""The reward of the actor-critic stage: dance on the beat, and stay as smooth and grounded as the captures.
+"""The beat reward of the critic stage and of beat search: on the beat, as smooth and grounded as the captures.
 
 Per token step (4 frames at 30 fps), from joint positions and the music's beat frames:
 
@@ -33,9 +33,12 @@ from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 
 from bailando_blender.skeleton import FOOT_JOINTS
 
-from .metrics import FOOT_CONTACT_HEIGHT_M, FROZEN_SPEED_M_S
-
 FPS = 30.0  # the rollouts' frame rate
+FOOT_CONTACT_HEIGHT_M = 0.05  # a foot joint this close to the floor is in contact
+FROZEN_SPEED_M_S = 0.1  # mean joint speed under which the body counts as frozen
+# Percentile of the per-frame lowest joint height taken as the floor: low enough that
+# jumps stay in the air, high enough that one odd frame does not sink the whole dance.
+FLOOR_PERCENTILE = 5.0
 KINETIC_SMOOTHING_FRAMES = 2.5  # Bailando's sigma of 5 frames at 60 fps
 HIT_SIGMA_FRAMES = 1.5  # BAS's 3 frames at 60 fps
 OFFBEAT_FRAMES = 3  # 100 ms
@@ -63,6 +66,11 @@ class RewardWeights:
     def __post_init__(self) -> None:
         if self.slow_joints not in ("all", "legs"):
             raise ValueError(f"slow_joints must be 'all' or 'legs', got {self.slow_joints!r}")
+
+
+def floor_height(positions: np.ndarray) -> float:
+    """The floor under (T, 24, 3) joint positions: the FLOOR_PERCENTILE of the lowest joint's height."""
+    return float(np.percentile(positions[..., 1].min(axis=1), FLOOR_PERCENTILE))
 
 
 def motion_beat_frames(positions: np.ndarray) -> np.ndarray:
