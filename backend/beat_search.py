@@ -25,7 +25,7 @@ SEARCH_CHUNK_STEPS = 8  # token steps a candidate spans (8 x 4 frames at 30 fps:
 SEARCH_CONTEXT_STEPS = 8  # steps already chosen, decoded before a candidate so its start moves as it will
 # The weights a candidate is scored by: the critic stage's (version 5's flags) with the beat
 # paid 3, the choice of a sweep on one H200 (model card: beat search).
-SEARCH_REWARD = RewardWeights(hit=3.0, slow=0.5, slow_joints="legs")
+SEARCH_REWARD = RewardWeights(hit=3.0, jerk=1.0, slow=0.5, slow_joints="legs")
 
 # (upper tokens, lower tokens) -> (upper (4L, 90), lower (4L, 58)) motion vectors.
 Decoder = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]

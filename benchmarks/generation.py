@@ -34,6 +34,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from backend.sampling import DEFAULT_BEAT_CANDIDATES  # noqa: E402  (numpy only; after the path)
+
 SOURCE_RATE = 44_100  # Hz of the written test songs (a common rate for music files)
 COLD_START_RUNS = 3
 FIRST_SONG_S = 10.0  # the song of the first job after a cold start
@@ -85,7 +87,7 @@ def gpu_memory_in_use_mb() -> float:
     return memory.used / 2**20
 
 
-def run_one(song: Path, runtime: str, device: str) -> dict[str, float | str]:
+def run_one(song: Path, runtime: str, device: str, beat_candidates: int) -> dict[str, float | str]:
     """One song, in this process: the stages' seconds and the memory."""
     from backend.audio import load_song
     from backend.generator import DanceGenerator
@@ -112,7 +114,7 @@ def run_one(song: Path, runtime: str, device: str) -> dict[str, float | str]:
     def progress(fraction: float, stage: str) -> None:
         marks.setdefault(stage, time.perf_counter())
 
-    generate(music, generator, SamplingConfig(seed=0), progress=progress)
+    generate(music, generator, SamplingConfig(seed=0, beat_candidates=beat_candidates), progress=progress)
     finished = time.perf_counter()
     times["tokens"] = marks["rotations"] - marks["tokens"]
     times["rotations"] = finished - marks["rotations"]
@@ -185,13 +187,16 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--song", type=Path, default=REPO / "examples" / "florist_excerpt.ogg")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each length (fresh processes)")
+    parser.add_argument(
+        "--beat-candidates", type=int, default=DEFAULT_BEAT_CANDIDATES, help="beat search's (1: plain sampling)"
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # one song, in a fresh process
     args = parser.parse_args()
     if args.child is not None:
-        print(json.dumps(run_one(args.child, args.runtime, args.device)))
+        print(json.dumps(run_one(args.child, args.runtime, args.device, args.beat_candidates)))
         return
 
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; beat search: {args.beat_candidates} candidates")
     header = (
         "| song | decode s | features s | tokens s | rotations s | total s | real-time factor "
         "| peak RSS MB: loaded / features / end | GPU MB |"
@@ -204,6 +209,7 @@ def main() -> None:
             song = Path(folder) / f"song_{seconds:g}s.ogg"
             write_song(args.song, seconds, song)
             child = [sys.executable, __file__, "--child", str(song), "--runtime", args.runtime, "--device", args.device]
+            child += ["--beat-candidates", str(args.beat_candidates)]
             for _ in range(args.repeats):
                 result = json.loads(subprocess.run(child, check=True, capture_output=True, text=True).stdout)
                 rows.setdefault(seconds, []).append(result)
