@@ -5,7 +5,7 @@ Generation runs in chunks of ``SEARCH_CHUNK_STEPS`` token steps. For each chunk 
 ``SEARCH_CONTEXT_STEPS`` steps before it, scored by the beat reward of the critic stage
 (``beat_reward.step_rewards``: beats hit, off-beat motion, jerk, foot skating, freezing and
 slowness charged as there) and the best one is kept. Every candidate is a sample of the GPT
-itself, so the poses stay the GPT's, while the critic stage's finetuning moved them away from
+itself, so the poses stay the GPT's, where the critic stage's finetuning moved them away from
 the captures (model card: FID_g 14.2 for the GPT alone, 27.8 after it, on held-out songs).
 """
 
@@ -23,8 +23,9 @@ from .music_features import BEAT_COLUMN
 
 SEARCH_CHUNK_STEPS = 8  # token steps a candidate spans (8 x 4 frames at 30 fps: 1.07 s)
 SEARCH_CONTEXT_STEPS = 8  # steps already chosen, decoded before a candidate so its start moves as it will
-# The weights a candidate is scored by: the critic stage's (version 5's flags) with the beat
-# paid 3, the choice of a sweep on one H200 (model card: beat search).
+# The weights a candidate is scored by: the critic stage's (version 5's flags: the beat paid 3,
+# the legs' slowness charged 0.5) with jerk over the limit charged 1 rather than 0.5, which
+# brought the held-out jerk from 382 to 354 m/s^3 (captures 309; model card: Version 6).
 SEARCH_REWARD = RewardWeights(hit=3.0, jerk=1.0, slow=0.5, slow_joints="legs")
 
 # (upper tokens, lower tokens) -> (upper (4L, 90), lower (4L, 58)) motion vectors.
