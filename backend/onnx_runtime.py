@@ -172,10 +172,12 @@ class RingStep:
         return OnnxCache(0)
 
     def save(self, cache: OnnxCache) -> tuple[int, dict[str, np.ndarray]]:
-        """The ring as ``cache`` left it, copied to the host (3.4 MB for the shipped GPT)."""
+        """The ring as ``cache`` left it, copied to the host (3.4 MB for the shipped GPT). A copy
+        of the copy: on the CPU an OrtValue's ``numpy()`` is a view of its buffer, which the
+        next step overwrites."""
         if cache.position != self.position:
             raise RuntimeError("a ring cache was used twice: pass the one the last step returned")
-        return self.position, {name: value.numpy() for name, value in self.ring.items()}
+        return self.position, {name: value.numpy().copy() for name, value in self.ring.items()}
 
     def load(self, saved: tuple[int, dict[str, np.ndarray]]) -> OnnxCache:
         """The ring written back as ``save`` copied it, in place (its bindings stay valid)."""
