@@ -226,12 +226,15 @@ class DanceGenerator:
             else:
                 assert score is not None
                 start = networks.save_cache(cache)
-                tried = []
+                best: tuple[float, np.ndarray, np.ndarray, Any] | None = None
                 for candidate in range(candidates):
                     cache = run(first, end, cache if candidate == 0 else networks.load_cache(start))
                     rating = score(upper, lower, first, end)
-                    tried.append((rating, upper[first:end].copy(), lower[first:end].copy(), networks.save_cache(cache)))
-                _, upper[first:end], lower[first:end], kept = max(tried, key=lambda item: item[0])
+                    if best is None or rating > best[0]:  # the first of equals, as max() keeps it
+                        # Only a new best's ring is saved: each save copies the whole ring.
+                        best = (rating, upper[first:end].copy(), lower[first:end].copy(), networks.save_cache(cache))
+                assert best is not None
+                _, upper[first:end], lower[first:end], kept = best
                 cache = networks.load_cache(kept)
             if progress is not None:
                 progress(end / steps)
