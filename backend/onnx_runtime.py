@@ -27,6 +27,7 @@ from models.files import (
     ONNX_FORMAT,
     ONNX_GRAPHS,
     CheckpointError,
+    check_ring_cache,
     onnx_path,
     sha256_of,
 )
@@ -175,8 +176,7 @@ class RingStep:
         """The ring as ``cache`` left it, copied to the host (3.4 MB for the shipped GPT). A copy
         of the copy: on the CPU an OrtValue's ``numpy()`` is a view of its buffer, which the
         next step overwrites."""
-        if cache.position != self.position:
-            raise RuntimeError("a ring cache was used twice: pass the one the last step returned")
+        check_ring_cache(cache.position, self.position)
         return self.position, {name: value.numpy().copy() for name, value in self.ring.items()}
 
     def load(self, saved: tuple[int, dict[str, np.ndarray]]) -> OnnxCache:
@@ -190,8 +190,7 @@ class RingStep:
     def step(
         self, streams: np.ndarray, tokens: np.ndarray, music_steps: np.ndarray, cache: OnnxCache
     ) -> tuple[np.ndarray, np.ndarray, OnnxCache]:
-        if cache.position != self.position:
-            raise RuntimeError("a ring cache was used twice: pass the one the last step returned")
+        check_ring_cache(cache.position, self.position)
         count = len(streams)
         values = {
             "streams": streams[None],

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from models.checkpoint import read_checkpoint, restore_network
-from models.files import EMPTY_SLOT, MAX_INPUTS
+from models.files import EMPTY_SLOT, MAX_INPUTS, check_ring_cache
 from models.gpt import GPTConfig, MotionGPT, ring_slots
 from models.vqvae import MotionVQVAE, VQVAEConfig
 
@@ -123,8 +123,7 @@ class GraphedRing:
     @torch.inference_mode()
     def save(self, cache: RingCache) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Copies of the ring as ``cache`` left it, on the GPU."""
-        if cache.position != self.position:
-            raise RuntimeError("a ring cache was used twice: pass the one the last step returned")
+        check_ring_cache(cache.position, self.position)
         return self.position, self.keys.clone(), self.values.clone(), self.slot_positions.clone()
 
     @torch.inference_mode()
@@ -139,8 +138,7 @@ class GraphedRing:
 
     def step(self, streams: np.ndarray, tokens: np.ndarray, music: np.ndarray, cache: RingCache) -> np.ndarray:
         """The inputs' (n,) streams and tokens and (n, d_model) music -> upper and lower logits of the last."""
-        if cache.position != self.position:
-            raise RuntimeError("a ring cache was used twice: pass the one the last step returned")
+        check_ring_cache(cache.position, self.position)
         count = len(streams)
         ints = self.host_ints[count].numpy()
         ints[0] = cache.position

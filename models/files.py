@@ -30,6 +30,13 @@ EMPTY_SLOT = -(2**40)
 MAX_INPUTS = 2
 
 
+def check_ring_cache(cache_position: int, ring_position: int) -> None:
+    """A ring cache names the position it was returned at; the ring holds one state only, so a
+    cache from before the ring's last step would read (and write) a later state than its own."""
+    if cache_position != ring_position:
+        raise RuntimeError("a ring cache was used twice: pass the one the last step returned")
+
+
 class CheckpointError(Exception):
     """A weights file (checkpoint or ONNX graph) that cannot be used; the message names the file."""
 
