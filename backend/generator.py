@@ -18,7 +18,7 @@ import numpy as np
 
 from models.files import CheckpointError
 
-from .beat_search import SEARCH_CHUNK_STEPS
+from .beat_search import SEARCH_CHOICE_TEMPERATURE, SEARCH_CHUNK_STEPS, choice_noise
 from .errors import CancelledError
 from .music_features import FEATURE_DIM
 from .onnx_runtime import OnnxNetworks, have_graphs, onnxruntime_module
@@ -187,7 +187,9 @@ class DanceGenerator:
 
         With ``score`` and ``sampling.beat_candidates`` > 1, beat search (``beat_search``): each
         chunk of SEARCH_CHUNK_STEPS steps is sampled that many times from the same cache, and
-        the continuation ``score(upper, lower, start, end)`` rates highest is kept.
+        one continuation is kept: the highest of ``score(upper, lower, start, end)`` plus
+        SEARCH_CHOICE_TEMPERATURE times Gumbel noise drawn from ``choice_noise(seed)``, one draw
+        per candidate in order.
         """
         networks = self.networks
         steps = -(-features.shape[0] // self.frames_per_token)
@@ -219,6 +221,7 @@ class DanceGenerator:
         candidates = sampling.beat_candidates if score is not None else 1
         chunk = SEARCH_CHUNK_STEPS if candidates > 1 else max(1, steps // 100)
         cache = networks.new_cache()
+        noise = choice_noise(sampling.seed)
         for first in range(0, steps, chunk):
             end = min(first + chunk, steps)
             if candidates == 1:
@@ -229,8 +232,8 @@ class DanceGenerator:
                 best: tuple[float, np.ndarray, np.ndarray, Any] | None = None
                 for candidate in range(candidates):
                     cache = run(first, end, cache if candidate == 0 else networks.load_cache(start))
-                    rating = score(upper, lower, first, end)
-                    if best is None or rating > best[0]:  # the first of equals, as max() keeps it
+                    rating = score(upper, lower, first, end) + SEARCH_CHOICE_TEMPERATURE * noise.gumbel()
+                    if best is None or rating > best[0]:  # the first of equals
                         # Only a new best's ring is saved: each save copies the whole ring.
                         best = (rating, upper[first:end].copy(), lower[first:end].copy(), networks.save_cache(cache))
                 assert best is not None

@@ -30,8 +30,8 @@ from .sound_strips import AudioError, AudioSpan, active_sound_strip, add_sound_s
 from .sound_strips import strip_span as sound_strip_span
 
 BEAT_MARKER_PREFIX = "beat "  # our timeline markers; earlier ones in the keyed range are replaced
-DEFAULT_STAGE_RADIUS_M = 1.5  # metres the dancer's slow path may wander (0: free); the backend's STAGE_RADIUS_M
-DEFAULT_BEAT_CANDIDATES = 6  # continuations beat search tries per chunk; the backend's DEFAULT_BEAT_CANDIDATES
+DEFAULT_STAGE_RADIUS_M = 3.0  # metres the dancer's slow path may wander (0: free); the backend's STAGE_RADIUS_M
+DEFAULT_BEAT_CANDIDATES = 8  # continuations beat search tries per chunk; the backend's DEFAULT_BEAT_CANDIDATES
 FPS_TOLERANCE = 1e-6  # relative: the backend must return the scene's frame rate
 
 

@@ -1,7 +1,7 @@
 """Foot planting settings measured on a generator's own dances (held-out Tang songs).
 
     python -m training.planting_report --dataset data/dataset.npz \
-        [--model models/weights/generator.safetensors] [--seeds 0 1] [--stage-radius 1.5]
+        [--model models/weights/generator.safetensors] [--seeds 0 1] [--stage-radius 3]
 
 The generator dances each held-out song once per seed, its root neither planted nor held on
 stage; then each setting (passes, smoothing) of ``backend.pipeline.settle_root`` (foot
