@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--stage-radius",
         type=float,
         default=None,
-        help="keep the dancer's slow path within this many metres of its start (0: let it wander; default 1.5)",
+        help="keep the dancer's slow path within this many metres of its start (0: let it wander; default 3)",
     )
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -11,10 +11,13 @@ from collections.abc import Iterator
 import bpy
 
 PREVIEW_RESOLUTION = (640, 360)  # pixels: small, so a CPU renders it in seconds
-CAMERA_DISTANCE_M = 5.0  # from the dancer, in front (-Y); 35 mm then frames a dancer who steps ~1 m aside
+# From the dancer, in front (-Y). With a 28 mm lens (36 mm sensor width) the frame is 6.5 x
+# 36 / 28 = 8.4 m wide where the dancer starts: room for the backend's default stage radius
+# of 3 m to either side, arms included.
+CAMERA_DISTANCE_M = 6.5
 CAMERA_HEIGHT_M = 1.1
-CAMERA_LENS_MM = 35.0
-FLOOR_SIZE_M = 8.0
+CAMERA_LENS_MM = 28.0
+FLOOR_SIZE_M = 10.0  # metres a side, centred on the dancer's start: the 3-m stage and a margin
 
 
 def stage_scene(scene: bpy.types.Scene, dancer: bpy.types.Object) -> None:

@@ -66,8 +66,8 @@ class DanceSettings(bpy.types.PropertyGroup):
     )
     beat_candidates: IntProperty(
         name="Beat Search",
-        description="Continuations tried for each second of dance, the one most on the beat kept "
-        "(1: none; each one more costs about one more generation's time)",
+        description="Continuations tried for each second of dance; one is kept, the likelier the more "
+        "it is on the beat (1: none; each one more costs about one more generation's time)",
         default=DEFAULT_BEAT_CANDIDATES,
         min=1,
         max=MAX_BEAT_CANDIDATES,

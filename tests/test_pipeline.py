@@ -130,6 +130,17 @@ def test_the_extension_and_the_backend_default_to_the_same_stage_radius_and_beat
     assert properties.MAX_BEAT_CANDIDATES == MAX_BEAT_CANDIDATES
 
 
+def test_the_command_line_help_states_the_pipeline_default_stage_radius() -> None:
+    """The CLI leaves --stage-radius unset (the pipeline, imported lazily, fills it in), so its
+    help states the default in words, which must follow the constant."""
+    from backend.cli import build_parser
+    from backend.pipeline import STAGE_RADIUS_M
+
+    generate = next(action for action in build_parser()._actions if action.dest == "command")
+    stage = next(action for action in generate.choices["generate"]._actions if action.dest == "stage_radius")
+    assert stage.help.endswith(f"default {STAGE_RADIUS_M:g})")
+
+
 def test_plant_feet_stops_a_foot_sliding_on_the_floor_and_leaves_heights_alone() -> None:
     from backend.pipeline import plant_feet
 
