@@ -34,7 +34,8 @@ SEARCH_REWARD = RewardWeights(hit=4.0, jerk=1.0, slow=0.5, slow_joints="legs")
 # Scale of the Gumbel noise added to each candidate's rating before the highest is kept, in the
 # reward's units (a beat hit squarely pays SEARCH_REWARD.hit): a candidate is kept with
 # probability softmax(rating / this) over its chunk's. Always keeping the best (0) cost variety:
-# held-out Div_k 8.5 against 9.3 at 0.75 (model card: Version 7).
+# held-out Div_k 8.5 keeping the best of 6, 9.2-9.3 drawing among 8 at 0.5-0.75, in the
+# prototype sweep at a 3-m stage (model card: Version 7).
 SEARCH_CHOICE_TEMPERATURE = 0.75
 CHOICE_SEED_STREAM = 1  # the choice draws from this stream of the sampling seed; the tokens from its first
 
