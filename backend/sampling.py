@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Continuations sampled per chunk by beat search (``beat_search``): with the drawn choice, 8 kept
-# unseen songs' beat over 0.25 where 6 left it at 0.24 (model card: Version 7); 1 samples
-# plainly, as fast as the GPT runs (search costs that many times its time, and more).
+# Continuations sampled per chunk by beat search (``beat_search``): with the drawn choice, 8 held
+# unseen songs' beat at 0.253-0.265 in the prototype sweep at 3 m where 6 gave 0.235-0.251 (model card:
+# Version 7; the product's report at 8: 0.240); 1 samples plainly, as fast as the GPT runs
+# (search costs that many times its time, and more).
 DEFAULT_BEAT_CANDIDATES = 8
 MAX_BEAT_CANDIDATES = 32
 

@@ -5,7 +5,7 @@ pipes, so no other program can reach it (nothing listens on a port).
 
 Requests (stdin):
   {"op": "submit", "job": ID, "audio": PATH, "out": PATH.npz,
-   "seed": 0, "temperature": 1.0, "top_k": 0, "beat_candidates": 6, "fps": 30, "start_s": 0.0, "end_s": null,
+   "seed": 0, "temperature": 1.0, "top_k": 0, "beat_candidates": 8, "fps": 30, "start_s": 0.0, "end_s": null,
    "stage_radius_m": 3.0}
   (start_s/end_s: dance to that span of the file only, seconds; frame 0 is start_s;
    optional "smpl_model_folder": DIR adds the user's SMPL body mesh to the NPZ)
