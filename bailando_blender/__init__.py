@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 # Modules with ``register()``/``unregister()``, in registration order.
-_UI_MODULES: tuple[str, ...] = ("properties", "preferences", "operators", "panels")
+_UI_MODULES: tuple[str, ...] = ("properties", "preferences", "operators", "gpu_operators", "panels")
 
 
 def register() -> None:

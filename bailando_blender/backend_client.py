@@ -22,7 +22,7 @@ from typing import Any
 
 STDERR_LINES_KEPT = 20  # the backend's last stderr lines, shown when it dies
 STDERR_DRAIN_S = 2.0  # how long an exit report waits for the backend's last stderr lines
-READY_TIMEOUT_S = 120.0  # a cold start may compile librosa's numba functions
+READY_TIMEOUT_S = 120.0  # a cold start may compile librosa's numba functions; counted from the last event
 
 
 class BackendError(Exception):
@@ -93,7 +93,8 @@ class BackendProcess:
         """Block until the backend says it is ready (for batch use, not the UI thread)."""
         deadline = time.monotonic() + timeout
         while self.state == "starting":
-            self.poll(timeout=min(0.1, max(0.0, deadline - time.monotonic())))
+            if self.poll(timeout=min(0.1, max(0.0, deadline - time.monotonic()))):
+                deadline = time.monotonic() + timeout  # a first start reports its installing: still alive
             if time.monotonic() > deadline:
                 self.stop()
                 self._fail(f"the backend did not start within {timeout:.0f} s")
@@ -182,6 +183,8 @@ class BackendProcess:
         job = self.jobs.get(str(event.get("job")))
         if kind == "ready":
             self.state, self.info = "ready", event
+        elif kind == "installing":  # the bundled runtime's first start (bundled_runtime.py)
+            self.info = {"installing": float(event["fraction"])}
         elif kind == "exited":
             if self.state != "stopped":
                 last = next((line for line in reversed(self._stderr) if line.strip()), "")

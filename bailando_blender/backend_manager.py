@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from . import bundled_runtime
 from .backend_client import BackendProcess
 
 # Environment variable naming the backend's Python (a virtual environment with the backend
@@ -21,13 +24,21 @@ RUNTIMES = ("auto", "onnx", "torch")  # backend.generator.RUNTIMES (the extensio
 _backend: BackendProcess | None = None
 
 
+EXTENSION_DIR = Path(__file__).resolve().parent
+
+
+def is_bundled() -> bool:
+    """Whether this extension carries its backend (a built zip), rather than a checkout's."""
+    return bundled_runtime.is_bundled(EXTENSION_DIR)
+
+
 def default_backend_python() -> str:
-    """The backend's Python when none is set: $BAILANDO_BACKEND_PYTHON, else the environment the
-    README sets up (``.venv`` of the checkout this package sits in), else ""."""
+    """A developer's backend Python when none is set: $BAILANDO_BACKEND_PYTHON, else the
+    environment the README sets up (``.venv`` of the checkout this package sits in), else ""."""
     chosen = os.environ.get(BACKEND_PYTHON_ENV, "")
     if chosen:
         return chosen
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = EXTENSION_DIR.parent
     for relative in ("bin/python", "Scripts/python.exe"):
         candidate = checkout / ".venv" / relative
         if candidate.is_file():
@@ -46,6 +57,31 @@ def backend_command(python: str, device: str = "auto", runtime: str = "auto") ->
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime}")
     return [python, "-m", "backend", "serve", "--device", device, "--runtime", runtime]
+
+
+def choose_command(
+    chosen_python: str, device: str, runtime: str, user_dir: Callable[[], Path], python: str = sys.executable
+) -> list[str]:
+    """The backend's command: a Python the user chose (preferences, --backend-python,
+    $BAILANDO_BACKEND_PYTHON) first, else the runtime bundled in this extension, run on
+    ``python`` (Blender's own) with its packages in ``user_dir()``, else a checkout's ``.venv``."""
+    if not chosen_python and not os.environ.get(BACKEND_PYTHON_ENV) and is_bundled():
+        if device not in DEVICES or runtime not in RUNTIMES:
+            return backend_command(python, device, runtime)  # the same one-line refusal
+        return bundled_runtime.backend_command(python, EXTENSION_DIR, user_dir(), device, runtime)
+    return backend_command(chosen_python or default_backend_python(), device, runtime)
+
+
+def describe_source(chosen_python: str) -> str:
+    """Which backend Generate will use, in words for the preferences."""
+    if chosen_python:
+        return f"Using: {chosen_python}"
+    if os.environ.get(BACKEND_PYTHON_ENV):
+        return f"Using: {os.environ[BACKEND_PYTHON_ENV]} (${BACKEND_PYTHON_ENV})"
+    if is_bundled():
+        return "Using: the backend bundled in this extension, on Blender's Python"
+    guess = default_backend_python()
+    return f"Using: {guess}" if guess else "No backend found: set its Python"
 
 
 def current() -> BackendProcess | None:
@@ -86,6 +122,9 @@ def describe() -> tuple[str, str]:
     if backend.state == "failed":
         return "failed", f"Backend failed: {backend.failure}"
     if backend.state == "starting":
+        installing = backend.info.get("installing")
+        if installing is not None:
+            return "starting", f"Backend: first start, installing its packages offline ({installing * 100:.0f}%)"
         return "starting", "Backend: starting (loading the generator)"
     if backend.state == "ready":
         device = backend.info.get("device", "?")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import bpy
 
-from . import backend_manager, export, generation, pose_pass, preview
+from . import backend_manager, export, generation, pose_pass, preferences, preview
 from .backend_client import BackendError
 
 AUDIO_SUFFIXES = (".wav", ".ogg", ".flac", ".mp3")
@@ -140,16 +140,13 @@ def output_paths(songs: list[Path], out: Path | None) -> list[Path]:
     return targets
 
 
-def backend_python(chosen: str) -> str:
-    if chosen:
-        return chosen
-    found = backend_manager.default_backend_python()
-    if found:
-        return found
-    # The bpy module runs in an ordinary Python: its own environment may hold the backend.
-    if not bpy.app.binary_path and importlib.util.find_spec("backend") is not None:
-        return sys.executable
-    return ""
+def backend_command(args: argparse.Namespace) -> list[str]:
+    """The backend's command, chosen as the panel chooses it (raises ValueError, one line)."""
+    chosen = args.backend_python
+    nothing_else = not backend_manager.is_bundled() and not backend_manager.default_backend_python()
+    if not chosen and nothing_else and not bpy.app.binary_path and importlib.util.find_spec("backend") is not None:
+        chosen = sys.executable  # the bpy module's own environment holds the backend
+    return backend_manager.choose_command(chosen, args.device, args.runtime, preferences.extension_user_dir)
 
 
 def progress_bar(label: str):
@@ -163,9 +160,7 @@ def progress_bar(label: str):
 
 def dance_scene(args: argparse.Namespace, settings: BatchSettings, label: str) -> bpy.types.Object:
     """Generate and key on the current scene (raises DanceError)."""
-    backend = backend_manager.ensure_started(
-        backend_manager.backend_command(backend_python(args.backend_python), args.device, args.runtime)
-    )
+    backend = backend_manager.ensure_started(backend_command(args))
     plan = generation.plan_job(
         bpy.context, settings, os.path.abspath(args.smpl_model_folder) if args.smpl_model_folder else ""
     )

@@ -18,7 +18,7 @@ def job_state(context: bpy.types.Context):  # -> DanceJobState
 def start_backend(context: bpy.types.Context) -> BackendProcess:
     """The running backend (starting it if needed); raises DanceError with the reason."""
     try:
-        return backend_manager.ensure_started(backend_manager.backend_command(*preferences.backend_settings(context)))
+        return backend_manager.ensure_started(preferences.backend_command(context))
     except (ValueError, BackendError) as error:
         raise generation.DanceError(f"Backend: {error}") from None
 
@@ -125,7 +125,7 @@ class BAILANDO_OT_generate_dance(bpy.types.Operator):
             return self.stop(context, "Cancelled", failed=False, cancelled=True)
         if self.job is None:
             if backend.state == "starting":
-                state.stage = "starting the backend"
+                state.stage = backend_manager.describe()[1].removeprefix("Backend: ")
                 redraw_panels(context)
                 return {"PASS_THROUGH"}
             if backend.state != "ready":

@@ -24,7 +24,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import occlusion, pose_files, pose_guides, rig_mapping, rigify_rig
+from . import occlusion, pose_files, pose_guides, rig_mapping, rigify_rig, sound_strips
 from .armature import ArmatureError, has_smpl_names
 from .keyframes import SLOTTED_ACTIONS
 from .pose_keypoints import SMPL_MESH_VERTICES, mesh_keypoints, mesh_vertex_ids, whole_body_keypoints
@@ -314,11 +314,12 @@ def _copy_sounds(source: bpy.types.Scene, target: bpy.types.Scene, settings: Pos
     for strip in strips:
         if strip.type != "SOUND" or strip.mute or strip.sound is None:
             continue
-        start, end = max(at(strip.frame_final_start), 1), min(at(strip.frame_final_end), last)
+        sound_start, first, end = sound_strips.strip_frames(strip)
+        start, end = max(at(first), 1), min(at(end), last)
         if start >= end:
             continue
-        copy = target_strips.new_sound(strip.name, bpy.path.abspath(strip.sound.filepath), 2, at(strip.frame_start))
-        copy.frame_final_start, copy.frame_final_end = start, end
+        copy = target_strips.new_sound(strip.name, bpy.path.abspath(strip.sound.filepath), 2, at(sound_start))
+        sound_strips.set_strip_handles(copy, start, end)
         copy.volume = strip.volume
 
 

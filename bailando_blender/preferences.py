@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
@@ -25,8 +27,8 @@ class BailandoPreferences(bpy.types.AddonPreferences):
     backend_python: StringProperty(
         name="Backend Python",
         description=(
-            "Python of the environment the backend is installed in (the README's .venv). "
-            "Empty: the .venv next to this extension, if there is one"
+            "For developers: the Python of an environment the backend is installed in (a checkout's .venv). "
+            "Empty: the backend bundled in this extension, run on Blender's own Python"
         ),
         subtype="FILE_PATH",
         default="",
@@ -46,16 +48,46 @@ class BailandoPreferences(bpy.types.AddonPreferences):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         layout.prop(self, "backend_python")
-        if not self.backend_python:
-            guess = backend_manager.default_backend_python()
-            layout.label(text=f"Using: {guess}" if guess else "No backend environment found: set its Python")
+        layout.label(text=backend_manager.describe_source(self.backend_python))
         layout.prop(self, "device")
         layout.prop(self, "runtime")
         layout.prop(self, "smpl_model_folder")
+        self.draw_gpu(layout.box())
         state, words = backend_manager.describe()
         row = layout.row()
         row.label(text=words, icon="ERROR" if state == "failed" else "INFO")
         row.operator("bailando.restart_backend", text="Restart Backend")
+
+
+    def draw_gpu(self, box: bpy.types.UILayout) -> None:
+        """The NVIDIA GPU runtime: what it is, install with its size, progress, remove."""
+        from . import gpu_operators, gpu_runtime  # the operators module registers after this one
+
+        box.label(text="NVIDIA GPU", icon="MEMORY")
+        running = gpu_runtime.current()
+        if running is not None and not running.done:
+            box.label(text=f"Installing the GPU runtime: {running.words}", icon="TIME")
+            return
+        if running is not None and running.error:
+            row = box.row()
+            row.alert = True
+            row.label(text=f"GPU runtime: {running.error}", icon="ERROR")
+        reason = gpu_operators.refusal(bpy.context)
+        if reason:
+            box.label(text=reason, icon="INFO")
+            return
+        user_dir = extension_user_dir()
+        if gpu_runtime.installed(user_dir):
+            size = gpu_runtime.installed_size_gib(user_dir)
+            box.label(text=f"GPU runtime installed ({size:.1f} GiB)", icon="CHECKMARK")
+            box.operator("bailando.remove_gpu_runtime", icon="TRASH")
+        else:
+            box.label(text="Generation runs on the CPU. With an NVIDIA GPU and its driver, install the GPU runtime:")
+            box.operator(
+                "bailando.install_gpu_runtime",
+                text=f"Install GPU Runtime (downloads about {gpu_runtime.DOWNLOAD_GIB:.1f} GiB)",
+                icon="IMPORT",
+            )
 
 
 def get(context: bpy.types.Context) -> BailandoPreferences | None:
@@ -68,13 +100,18 @@ def smpl_model_folder(context: bpy.types.Context) -> str:
     return bpy.path.abspath(prefs.smpl_model_folder) if prefs is not None and prefs.smpl_model_folder else ""
 
 
-def backend_settings(context: bpy.types.Context) -> tuple[str, str, str]:
-    """(backend Python, device, runtime) from the preferences, with the defaults filled in."""
+def extension_user_dir() -> Path:
+    """The extension's own folder in the user's Blender profile (the bundled backend's packages)."""
+    return Path(bpy.utils.extension_path_user(__package__, path="", create=True))
+
+
+def backend_command(context: bpy.types.Context) -> list[str]:
+    """The backend's command from the preferences; raises ValueError (one line) when it cannot run."""
     prefs = get(context)
     if prefs is None:
-        return backend_manager.default_backend_python(), "auto", "auto"
+        return backend_manager.choose_command("", "auto", "auto", extension_user_dir)
     python = bpy.path.abspath(prefs.backend_python) if prefs.backend_python else ""
-    return python or backend_manager.default_backend_python(), prefs.device, prefs.runtime
+    return backend_manager.choose_command(python, prefs.device, prefs.runtime, extension_user_dir)
 
 
 def register() -> None:

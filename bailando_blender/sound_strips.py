@@ -88,6 +88,25 @@ def sound_file(sound: bpy.types.Sound, scratch_dir: str) -> tuple[str, bool]:
     return path, False
 
 
+def strip_frames(strip: bpy.types.Strip) -> tuple[int, int, int]:
+    """(where the whole sound would start, first frame that plays, first frame after) of a strip.
+
+    Blender 5.3 names them content_start, left_handle and right_handle; the older names
+    (frame_start, frame_final_start/end) are deprecated there and go in 6.0.
+    """
+    if hasattr(strip, "left_handle"):
+        return int(strip.content_start), int(strip.left_handle), int(strip.right_handle)
+    return int(strip.frame_start), int(strip.frame_final_start), int(strip.frame_final_end)
+
+
+def set_strip_handles(strip: bpy.types.Strip, first: int, end: int) -> None:
+    """Trim a strip to play frames first..end-1 (the handles, not the sound's start)."""
+    if hasattr(strip, "left_handle"):
+        strip.left_handle, strip.right_handle = first, end
+    else:
+        strip.frame_final_start, strip.frame_final_end = first, end
+
+
 def strip_span(
     scene: bpy.types.Scene, strip: bpy.types.Strip, scratch_dir: str, frame_range: tuple[int, int] | None = None
 ) -> AudioSpan:
@@ -95,7 +114,7 @@ def strip_span(
     if strip.sound is None:
         raise AudioError(f"sound strip '{strip.name}' has no sound")
     fps = scene_fps(scene)
-    first, end = int(strip.frame_final_start), int(strip.frame_final_end)  # end: first frame after
+    sound_start, first, end = strip_frames(strip)  # end: first frame after
     if frame_range is not None:
         wanted_first, wanted_last = frame_range
         if wanted_last < wanted_first:
@@ -106,8 +125,8 @@ def strip_span(
             )
         first, end = max(first, wanted_first), min(end, wanted_last + 1)
     path, temporary = sound_file(strip.sound, scratch_dir)
-    # A strip plays its sound from frame_start on (trimming moves frame_final_start only).
-    start_s = (first - strip.frame_start) / fps
+    # A strip plays its sound from its content start on (trimming moves the left handle only).
+    start_s = (first - sound_start) / fps
     num_frames = end - first
     return AudioSpan(
         path=path,
