@@ -192,7 +192,13 @@ def ensure_packages(extension_dir: Path, user_dir: Path, report: Callable[[dict]
             report({"event": "installing", "fraction": min(done / total, 1.0), "packages": total})
 
     report({"event": "installing", "fraction": 0.0, "packages": total})
-    install_into(folder, lambda staging: bundle_install_command(sys.executable, extension_dir, tag, staging), on_line)
+    def command_for(staging: Path) -> list[str]:
+        return bundle_install_command(sys.executable, extension_dir, tag, staging)
+
+    try:
+        install_into(folder, command_for, on_line)
+    except RuntimeSetupError as error:
+        raise RuntimeSetupError(f"its packages cannot be installed ({error}): reinstall the extension") from None
     for old in folder.parent.glob(f"{tag}-*"):  # the packages of an earlier version of the extension
         if old != folder and old.is_dir():
             shutil.rmtree(old, ignore_errors=True)
@@ -286,8 +292,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: bundled runtime: {error}\n")
         return EXIT_BAD_INPUT
     sys.path[:0] = backend_path(args.extension, args.user, packages)
-    load_shared_core(args.extension)
-    from backend.cli import main as backend_main
+    try:
+        load_shared_core(args.extension)
+        from backend.cli import main as backend_main
+    except ImportError as error:
+        (packages / COMPLETE_MARKER).unlink(missing_ok=True)  # the next start installs them again
+        sys.stderr.write(f"error: bundled runtime: {error}; Restart Backend installs its packages again\n")
+        return EXIT_BAD_INPUT
 
     return backend_main(backend_arguments)
 

@@ -254,3 +254,46 @@ def test_the_gpu_runtime_offline_fails_in_one_line_and_leaves_nothing(extension_
     assert install.error.startswith("cannot reach the package index (offline?)") and "\n" not in install.error
     assert not bundled_runtime.gpu_dir(user_dir, bundled_runtime.python_tag()).exists()
     assert not list((user_dir / bundled_runtime.GPU_FOLDER).glob("*.partial-*"))
+
+
+BROKEN_SCRIPT = r"""
+import json, sys, importlib
+from pathlib import Path
+import bpy
+
+zip_path, song = sys.argv[1:3]
+bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
+manager = importlib.import_module("ADDON.backend_manager")
+tag = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+(numpy_wheel,) = (manager.EXTENSION_DIR / "wheels" / tag).glob("numpy-*.whl")
+numpy_wheel.write_bytes(numpy_wheel.read_bytes()[:4096])  # a damaged download or disk
+scene = bpy.context.scene
+scene.sequence_editor_create()
+scene.sequence_editor.strips.new_sound("song", song, 1, 1)
+before = (sorted(bpy.data.objects.keys()), sorted(bpy.data.actions.keys()), scene.frame_end)
+try:
+    bpy.ops.bailando.generate_dance()
+    error = ""
+except RuntimeError as failure:
+    error = str(failure)
+after = (sorted(bpy.data.objects.keys()), sorted(bpy.data.actions.keys()), scene.frame_end)
+print("REPORT " + json.dumps({"error": error, "panel": bpy.context.window_manager.bailando_job.error,
+                              "unchanged": before == after, "state": manager.describe()[0]}))
+manager.shutdown()
+""".replace("ADDON", ADDON)
+
+
+def test_a_broken_bundled_runtime_says_so_in_one_line_and_changes_nothing(extension_zip: Path, tmp_path: Path) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    song = write_song(work / "song.wav", duration_s=SONG_SECONDS, bpm=120.0)
+    finished = run_blender(BROKEN_SCRIPT, [str(extension_zip), str(song)], home, work)
+    lines = [line for line in finished.stdout.splitlines() if line.startswith("REPORT ")]
+    assert lines, finished.stdout[-2000:] + finished.stderr[-2000:]
+    report = json.loads(lines[-1].removeprefix("REPORT "))
+    assert report["unchanged"] and report["state"] == "failed"
+    panel = report["panel"]
+    assert "\n" not in panel and "Traceback" not in panel and "Traceback" not in finished.stderr
+    assert panel.startswith("Backend: ") and "bundled runtime" in panel and panel.endswith("reinstall the extension")
+    assert not list((home / ".config" / "blender").glob("*/extensions/.user/user_default/*/packages/*"))

@@ -70,7 +70,8 @@ def test_the_extension_never_imports_torch_or_the_backend() -> None:
 def test_the_launcher_imports_the_backend_only_in_the_backend_process() -> None:
     code = (
         "import sys; import bailando_blender.bundled_runtime, bailando_blender.backend_manager, "
-        "bailando_blender.gpu_runtime; heavy = {'backend', 'numpy', 'torch'} & set(sys.modules); assert not heavy, heavy"
+        "bailando_blender.gpu_runtime; heavy = {'backend', 'numpy', 'torch'} & set(sys.modules); "
+        "assert not heavy, heavy"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
