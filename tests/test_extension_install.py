@@ -84,6 +84,14 @@ report = {
 }
 manager.shutdown()
 bpy.ops.wm.save_as_mainfile(filepath=blend)
+
+# The preferences' GPU buttons (from the local folder of wheels in $BAILANDO_GPU_WHEELS).
+gpu = importlib.import_module("ADDON.gpu_runtime")
+user_dir = importlib.import_module("ADDON.preferences").extension_user_dir()
+report["gpu_install"] = sorted(bpy.ops.bailando.install_gpu_runtime())
+report["gpu_installed"] = gpu.installed(user_dir)
+report["gpu_remove"] = sorted(bpy.ops.bailando.remove_gpu_runtime())
+report["gpu_after_remove"] = gpu.installed(user_dir)
 print("REPORT " + json.dumps(report))
 """.replace("ADDON", ADDON)
 
@@ -106,11 +114,25 @@ def user_environment(home: Path) -> dict[str, str]:
     return {**{name: os.environ[name] for name in keep if name in os.environ}, "HOME": str(home)}
 
 
-def run_blender(script: str, arguments: list[str], home: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_blender(
+    script: str, arguments: list[str], home: Path, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     command = [*offline_prefix(), sys.executable, "-I", "-c", script, *arguments]
+    environment = {**user_environment(home), **(env or {})}
     return subprocess.run(
-        command, cwd=cwd, env=user_environment(home), capture_output=True, text=True, timeout=FIRST_START_LIMIT_S
+        command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=FIRST_START_LIMIT_S
     )
+
+
+def write_gpu_wheels(index: Path) -> Path:
+    """A local index with wheels named as the GPU runtime's, small (the real ones are 1.5 GiB)."""
+    index.mkdir()
+    gpu_requires = ("numpy", 'nvidia-cuda-runtime; extra == "cuda"', 'nvidia-cudnn-cu13; extra == "cudnn"')
+    write_wheel(index, "onnxruntime_gpu", "1.31.1", {"onnxruntime/__init__.py": "BUILD = 'gpu'\n"}, gpu_requires)
+    write_wheel(index, "nvidia_cuda_runtime", "13.0.0", {"nvidia/cuda_runtime/__init__.py": ""})
+    write_wheel(index, "nvidia_cudnn_cu13", "9.0.0", {"nvidia/cudnn/__init__.py": ""})
+    write_wheel(index, "numpy", "2.3.5", {"numpy/__init__.py": "raise ImportError('the GPU folder shadowed numpy')\n"})
+    return index
 
 
 def test_the_zip_holds_the_backend_weights_and_wheels_for_both_pythons(extension_zip: Path) -> None:
@@ -139,7 +161,8 @@ def test_a_user_installs_the_zip_and_generates_on_a_sound_strip(extension_zip: P
     work.mkdir()
     song = write_song(work / "song.wav", duration_s=SONG_SECONDS, bpm=120.0)
     blend = work / "scene.blend"
-    finished = run_blender(USER_SCRIPT, [str(extension_zip), str(song), str(blend)], home, work)
+    gpu_wheels = {"BAILANDO_GPU_WHEELS": str(write_gpu_wheels(work / "gpu-wheels"))}
+    finished = run_blender(USER_SCRIPT, [str(extension_zip), str(song), str(blend)], home, work, gpu_wheels)
     lines = [line for line in finished.stdout.splitlines() if line.startswith("REPORT ")]
     assert finished.returncode == 0 and lines, finished.stdout[-2000:] + finished.stderr[-2000:]
     report = json.loads(lines[-1].removeprefix("REPORT "))
@@ -159,6 +182,8 @@ def test_a_user_installs_the_zip_and_generates_on_a_sound_strip(extension_zip: P
     )
     assert (packages / ".complete").is_file() and (packages / "numpy").is_dir()
     assert not list(packages.parent.glob("*.partial-*"))
+    assert (report["gpu_install"], report["gpu_installed"]) == (["FINISHED"], True)
+    assert (report["gpu_remove"], report["gpu_after_remove"]) == (["FINISHED"], False)
 
     # The headless script, run from the installed extension, finds the same backend (installed now).
     out = work / "batch.blend"
@@ -206,15 +231,10 @@ def test_the_gpu_runtime_installs_from_a_folder_of_wheels_ahead_of_the_bundle(
     for entry in ("numpy", "numpy-1.26.4.dist-info", "onnxruntime"):  # the bundle, as installed
         (packages / entry).mkdir(parents=True)
     (packages / "onnxruntime" / "__init__.py").write_text("BUILD = 'cpu'\n")
+    (packages / "numpy" / "__init__.py").write_text("")
     (packages / bundled_runtime.COMPLETE_MARKER).write_text("")
 
-    index = tmp_path / "index"
-    index.mkdir()
-    gpu_requires = ("numpy", 'nvidia-cuda-runtime; extra == "cuda"', 'nvidia-cudnn-cu13; extra == "cudnn"')
-    write_wheel(index, "onnxruntime_gpu", "1.31.1", {"onnxruntime/__init__.py": "BUILD = 'gpu'\n"}, gpu_requires)
-    write_wheel(index, "nvidia_cuda_runtime", "13.0.0", {"nvidia/cuda_runtime/__init__.py": ""})
-    write_wheel(index, "nvidia_cudnn_cu13", "9.0.0", {"nvidia/cudnn/__init__.py": ""})
-    write_wheel(index, "numpy", "2.3.5", {"numpy/__init__.py": "raise ImportError('the GPU folder shadowed numpy')\n"})
+    index = write_gpu_wheels(tmp_path / "index")
 
     install = gpu_runtime.GpuInstall(extension_dir, user_dir, sys.executable, str(index))
     install.start()
