@@ -189,6 +189,11 @@ def save(
     bpy.ops.wm.save_as_mainfile(filepath=str(partial.resolve()), copy=True)
     os.replace(partial, target)
     report = f"{target}: {rig.name}, frames {scene.frame_start}-{scene.frame_end} at {scene.render.fps} fps"
+    limb_error = generation.limb_error_of(rig)
+    if generation.is_poor_retarget(limb_error):
+        sys.stderr.write(f"warning: {rig.name}: {generation.retarget_words(limb_error)}\n")
+    elif limb_error is not None:
+        report += f"; {generation.retarget_words(limb_error)}"
     if args.preview:
         last = scene.frame_end
         if args.preview_seconds > 0:

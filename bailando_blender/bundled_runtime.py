@@ -192,6 +192,7 @@ def ensure_packages(extension_dir: Path, user_dir: Path, report: Callable[[dict]
             report({"event": "installing", "fraction": min(done / total, 1.0), "packages": total})
 
     report({"event": "installing", "fraction": 0.0, "packages": total})
+
     def command_for(staging: Path) -> list[str]:
         return bundle_install_command(sys.executable, extension_dir, tag, staging)
 

@@ -24,7 +24,7 @@ from .armature import ArmatureError
 from .backend_client import BackendError, BackendProcess
 from .keyframes import assign_action, build_action, pose_channels
 from .pose_channels import bone_rotations, root_location
-from .retarget import retarget
+from .retarget import POOR_RETARGET_DEG, RetargetedDance, limb_angles, retarget
 from .skeleton import JOINT_NAMES, NUM_JOINTS, quaternion_to_matrix
 from .sound_strips import AudioError, AudioSpan, active_sound_strip, add_sound_strip, file_span, find_sound_strip
 from .sound_strips import strip_span as sound_strip_span
@@ -32,6 +32,8 @@ from .sound_strips import strip_span as sound_strip_span
 BEAT_MARKER_PREFIX = "beat "  # our timeline markers; earlier ones in the keyed range are replaced
 DEFAULT_STAGE_RADIUS_M = 3.0  # metres the dancer's slow path may wander (0: free); the backend's STAGE_RADIUS_M
 DEFAULT_BEAT_CANDIDATES = 8  # continuations beat search tries per chunk; the backend's DEFAULT_BEAT_CANDIDATES
+RETARGET_CHECK_EVERY = 10  # frames: the retarget's limb check samples one frame in this many
+RETARGET_ERROR_PROPERTY = "bailando_limb_error_deg"  # on a retargeted dance's action: its mean limb angle
 FPS_TOLERANCE = 1e-6  # relative: the backend must return the scene's frame rate
 
 
@@ -85,34 +87,58 @@ def target_armature(context: bpy.types.Context) -> bpy.types.Object:
     return obj
 
 
-def dance_channels(rig: bpy.types.Object, joint_rotations: np.ndarray, root_translation: np.ndarray) -> list:
+def dance_channels(
+    rig: bpy.types.Object, joint_rotations: np.ndarray, root_translation: np.ndarray
+) -> tuple[list, float | None]:
     """Pose channels (keyframes.Channel) that put the dance on ``rig``: directly on SMPL-named
-    bones, through the retargeting on any other humanoid."""
+    bones, through the retargeting on any other humanoid; and, for a retargeted rig, the mean
+    angle in degrees between its limbs and the dance's over every RETARGET_CHECK_EVERY-th frame."""
     if dancer_rig.has_smpl_names(rig):
         rest, heads = dancer_rig.rest_rotations(rig)
         rotations = bone_rotations(joint_rotations, rest)
         location = root_location(root_translation, rest[0], heads[0])
-        return pose_channels(list(JOINT_NAMES), rotations, JOINT_NAMES[0], location)
+        return pose_channels(list(JOINT_NAMES), rotations, JOINT_NAMES[0], location), None
     bone_map = rig_mapping.bone_map_for(rig)
     target = rig_mapping.armature_rig(rig)
     index = {name: number for number, name in enumerate(target.names)}
-    moved = retarget(
-        quaternion_to_matrix(joint_rotations),
-        root_translation,
-        target,
-        {JOINT_NAMES.index(joint): index[bone] for joint, bone in bone_map.items()},
-    )
+    by_index = {JOINT_NAMES.index(joint): index[bone] for joint, bone in bone_map.items()}
+    matrices = quaternion_to_matrix(joint_rotations)
+    moved = retarget(matrices, root_translation, target, by_index)
+    every = slice(None, None, RETARGET_CHECK_EVERY)
+    sampled = RetargetedDance(moved.rotations[every], moved.hips_location[every], moved.hips)
+    limb_error = float(limb_angles(sampled, target, by_index, matrices[every], root_translation[every]).mean())
     # Key the bones the dance turns; the others keep their rest pose (and whatever keys they had).
     turning = [
         bone for bone in range(len(target.names)) if np.abs(np.abs(moved.rotations[:, bone, 0]) - 1).max() > 1e-9
     ]
     turning = sorted(set(turning) | {moved.hips})
-    return pose_channels(
+    channels = pose_channels(
         [target.names[bone] for bone in turning],
         moved.rotations[:, turning],
         target.names[moved.hips],
         moved.hips_location,
     )
+    return channels, limb_error
+
+
+def limb_error_of(rig: bpy.types.Object) -> float | None:
+    """The mean limb angle kept on the rig's current dance action, None for an SMPL dancer."""
+    action = rig.animation_data.action if rig.animation_data is not None else None
+    value = action.get(RETARGET_ERROR_PROPERTY) if action is not None else None
+    return None if value is None else float(value)
+
+
+def is_poor_retarget(limb_error: float | None) -> bool:
+    return limb_error is not None and limb_error > POOR_RETARGET_DEG
+
+
+def retarget_words(limb_error: float | None) -> str:
+    """How well a retargeted dance follows its source, for the panel and the batch ("" for SMPL)."""
+    if limb_error is None:
+        return ""
+    if is_poor_retarget(limb_error):
+        return f"retargeting looks wrong: its limbs are {limb_error:.0f}° off the dance on average (check the Bone Map)"
+    return f"limbs within {limb_error:.1f}° of the dance on average"
 
 
 def plan_job(context: bpy.types.Context, settings: Any, smpl_model_folder: str = "") -> JobPlan:
@@ -210,13 +236,13 @@ def rigify_channel_steps(
     out as its meta-rig, then baked onto the controls, a slice at a time (see ``rigify_rig``)."""
     helper = rigify_rig.build_helper(rig, context.collection or context.scene.collection)
     try:
-        action, slot = build_action(
-            rigify_rig.HELPER_NAME, dance_channels(helper, joint_rotations, root_translation), first_frame
-        )
+        channels, limb_error = dance_channels(helper, joint_rotations, root_translation)
+        action, slot = build_action(rigify_rig.HELPER_NAME, channels, first_frame)
         for pose_bone in helper.pose.bones:
             pose_bone.rotation_mode = "QUATERNION"
         assign_action(helper, action, slot)
-        return (yield from rigify_rig.bake_steps(context, rig, helper, first_frame, len(joint_rotations)))
+        baked = yield from rigify_rig.bake_steps(context, rig, helper, first_frame, len(joint_rotations))
+        return baked, limb_error
     finally:
         rigify_rig.remove_helper(helper)
 
@@ -248,11 +274,15 @@ def apply_dance_steps(
         rotations = fit_length(dance.joint_rotations, num_frames)
         translation = fit_length(dance.root_translation, num_frames)
         if rigify_rig.is_generated_rig(rig):
-            channels = yield from rigify_channel_steps(context, rig, rotations, translation, span.first_frame)
+            channels, limb_error = yield from rigify_channel_steps(
+                context, rig, rotations, translation, span.first_frame
+            )
         else:
-            channels = dance_channels(rig, rotations, translation)
+            channels, limb_error = dance_channels(rig, rotations, translation)
         name = f"Dance {span.strip or os.path.basename(span.path)} seed {plan.seed}"
         action, slot = build_action(name, channels, span.first_frame)
+        if limb_error is not None:
+            action[RETARGET_ERROR_PROPERTY] = limb_error
     except ArmatureError as error:
         if built:
             dancer_rig.remove_dancer(rig)

@@ -23,6 +23,12 @@ def start_backend(context: bpy.types.Context) -> BackendProcess:
         raise generation.DanceError(f"Backend: {error}") from None
 
 
+def keyed_message(done: str, rig: bpy.types.Object) -> str:
+    """What Generate says when it is done: with the retargeting's limb check on other rigs."""
+    words = generation.retarget_words(generation.limb_error_of(rig))
+    return f"{done}; {words}" if words else done
+
+
 def redraw_panels(context: bpy.types.Context) -> None:
     for window in context.window_manager.windows:
         for area in window.screen.areas:
@@ -71,7 +77,9 @@ class BAILANDO_OT_generate_dance(bpy.types.Operator):
             state.error = str(error)
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        state.message = f"Keyed on {rig.name}"
+        state.message = keyed_message(f"Keyed on {rig.name}", rig)
+        if generation.is_poor_retarget(generation.limb_error_of(rig)):
+            self.report({"WARNING"}, state.message)
         return {"FINISHED"}
 
     # --- modal: the UI stays responsive ------------------------------------------
@@ -149,13 +157,17 @@ class BAILANDO_OT_generate_dance(bpy.types.Operator):
             fraction = next(self.keying)
         except StopIteration as done:
             rig = done.value
-            return self.stop(context, f"Keyed {job.result.get('frames', '?')} frames on {rig.name}", failed=False)
+            keyed = keyed_message(f"Keyed {job.result.get('frames', '?')} frames on {rig.name}", rig)
+            poor = generation.is_poor_retarget(generation.limb_error_of(rig))
+            return self.stop(context, keyed, failed=False, warning=poor)
         state.progress, state.stage = fraction, "baking onto the Rigify controls (ESC cancels)"
         context.window_manager.progress_update(fraction)
         redraw_panels(context)
         return {"RUNNING_MODAL"}
 
-    def stop(self, context: bpy.types.Context, message: str, failed: bool, cancelled: bool = False) -> set[str]:
+    def stop(
+        self, context: bpy.types.Context, message: str, failed: bool, cancelled: bool = False, warning: bool = False
+    ) -> set[str]:
         state = job_state(context)
         if self.keying is not None:
             self.keying.close()
@@ -169,7 +181,7 @@ class BAILANDO_OT_generate_dance(bpy.types.Operator):
             self.report({"ERROR"}, message)
         else:
             state.message = message
-            self.report({"WARNING" if cancelled else "INFO"}, message)
+            self.report({"WARNING" if cancelled or warning else "INFO"}, message)
         redraw_panels(context)
         return {"CANCELLED"} if failed or cancelled else {"FINISHED"}
 

@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import bpy
@@ -30,7 +30,7 @@ from .keyframes import SLOTTED_ACTIONS
 from .pose_keypoints import SMPL_MESH_VERTICES, mesh_keypoints, mesh_vertex_ids, whole_body_keypoints
 from .preview import quiet_stdout
 from .projection import FRAMING_SENSOR_MM, POSE_PASS_SIZE, CameraModel, framing_camera, project
-from .retarget import rest_alignments, scale_and_floor
+from .retarget import armature_turn, in_blender_frame, rest_alignments, scale_and_floor
 from .rig_layout import rest_layout
 from .scene_camera import camera_model
 from .skeleton import JOINT_NAMES, PARENTS, REST_OFFSETS, SMPL_TO_BLENDER, quaternion_to_matrix
@@ -70,6 +70,7 @@ class ArmatureMotion:
     frames: np.ndarray
     scale: float
     mesh_vertices: np.ndarray | None = None
+    facing: np.ndarray = field(default_factory=lambda: np.array([0.0, -1.0, 0.0]))  # world: where the body faces
 
     def keypoints(self) -> np.ndarray:
         """(T, NUM_KEYPOINTS, 3) world keypoints: from the mesh where it places them, else the skeleton."""
@@ -156,17 +157,19 @@ def _skinned_points(rig: bpy.types.Object, body: bpy.types.Object, posed: dict[s
     return result
 
 
-def joint_bones(rig: bpy.types.Object) -> tuple[dict[int, str], dict[int, np.ndarray], float]:
+def joint_bones(rig: bpy.types.Object) -> tuple[dict[int, str], dict[int, np.ndarray], float, np.ndarray]:
     """SMPL joint -> the bone carrying it; joint -> the rest alignment ``A`` of the retargeting
-    (identity on SMPL-named bones); the rig's size in armature units per SMPL metre."""
+    (identity on SMPL-named bones); the rig's size in armature units per SMPL metre; the turn
+    from Blender's frame into the armature's space (``retarget.armature_turn``)."""
     if has_smpl_names(rig):
-        return dict(enumerate(JOINT_NAMES)), {joint: np.eye(3) for joint in range(len(JOINT_NAMES))}, 1.0
+        return dict(enumerate(JOINT_NAMES)), {joint: np.eye(3) for joint in range(len(JOINT_NAMES))}, 1.0, np.eye(3)
     bone_map = rig_mapping.bone_map_for(rig)
     target = rig_mapping.armature_rig(rig)
     by_index = {JOINT_NAMES.index(joint): target.names.index(bone) for joint, bone in bone_map.items()}
-    ratio, _ = scale_and_floor(target, by_index, rest_layout().heads)
+    turn = armature_turn(target, by_index)
+    ratio, _ = scale_and_floor(in_blender_frame(target, turn), by_index, rest_layout().heads)
     bones = {JOINT_NAMES.index(joint): bone for joint, bone in bone_map.items()}
-    return bones, rest_alignments(target, by_index), ratio
+    return bones, rest_alignments(target, by_index), ratio, turn
 
 
 def keyed_pose(rig: bpy.types.Object, scene_frames: np.ndarray) -> dict[str, np.ndarray]:
@@ -198,7 +201,7 @@ def armature_motion(rig: bpy.types.Object, scene_frames: np.ndarray) -> Armature
     follow constraints, so its pose is Blender's evaluation, one scene update a frame."""
     count = len(scene_frames)
     world = np.array(rig.matrix_world)
-    bones, align, ratio = joint_bones(rig)
+    bones, align, ratio, turn_in = joint_bones(rig)
     if rigify_rig.is_generated_rig(rig):
         posed = rigify_rig.evaluated_pose(rig, list(bones.values()), scene_frames)
     else:
@@ -217,19 +220,21 @@ def armature_motion(rig: bpy.types.Object, scene_frames: np.ndarray) -> Armature
         # The joint's turn from SMPL's rest pose (the retargeting's D = P R^-1 A^-1), in world,
         # applied to SMPL-axes offsets at the rig's size.
         turn = posed[name][:, :3, :3] @ rest.T @ align[joint].T
-        frames[:, joint] = ratio * world[:3, :3] @ turn @ SMPL_TO_BLENDER
+        frames[:, joint] = ratio * world[:3, :3] @ turn @ turn_in @ SMPL_TO_BLENDER
     scale = ratio * float(abs(np.linalg.det(world[:3, :3])) ** (1.0 / 3.0))
     body = smpl_body(rig)
     mesh_vertices = None if body is None else _skinned_points(rig, body, posed)
-    return ArmatureMotion(positions=positions, frames=frames, scale=scale, mesh_vertices=mesh_vertices)
+    facing = world[:3, :3] @ turn_in @ np.array([0.0, -1.0, 0.0])
+    facing = facing / np.linalg.norm(facing)
+    return ArmatureMotion(positions=positions, frames=frames, scale=scale, mesh_vertices=mesh_vertices, facing=facing)
 
 
 # --- the camera ---------------------------------------------------------------------------
 
 
-def _auto_camera(scene: bpy.types.Scene, points: np.ndarray, rig: bpy.types.Object, settings: PosePassSettings):
-    """The "Pose Pass Camera", placed to frame ``points`` (T, K, 3) world keypoints."""
-    facing = -np.array(rig.matrix_world)[:3, 1]  # dancers face their armature's -Y
+def _auto_camera(scene: bpy.types.Scene, points: np.ndarray, facing: np.ndarray, settings: PosePassSettings):
+    """The "Pose Pass Camera", placed to frame ``points`` (T, K, 3) world keypoints of a body
+    facing ``facing`` at rest (world)."""
     matrix, lens = framing_camera(points, facing, settings.width, settings.height, FRAMING_SENSOR_MM)
     camera = bpy.data.objects.get(AUTO_CAMERA_NAME)
     if camera is None or camera.type != "CAMERA":
@@ -380,7 +385,7 @@ def write_pose_pass(scene: bpy.types.Scene, rig: bpy.types.Object, settings: Pos
     points = motion.keypoints()
     yield 0.1
     if camera is None:
-        camera = _auto_camera(scene, points, rig, settings)
+        camera = _auto_camera(scene, points, motion.facing, settings)
     model = camera_model(scene, camera, resolution=(settings.width, settings.height))
     keypoints = keypoints_2d(motion, points, model)
     yield 0.2

@@ -58,7 +58,6 @@ class BailandoPreferences(bpy.types.AddonPreferences):
         row.label(text=words, icon="ERROR" if state == "failed" else "INFO")
         row.operator("bailando.restart_backend", text="Restart Backend")
 
-
     def draw_gpu(self, box: bpy.types.UILayout) -> None:
         """The NVIDIA GPU runtime: what it is, install with its size, progress, remove."""
         from . import gpu_operators, gpu_runtime  # the operators module registers after this one

@@ -14,9 +14,14 @@ parents. Local channels then follow from the parents' poses (``L = Rᵀ R_parent
 
 The hips travel as the SMPL pelvis does, scaled by the ratio of hip heights above the
 ankles, and then move up or down each frame so that the lowest foot is as high above the
-target's floor as the source's is above its own, times that ratio. Everything is in the
-armature's space, where the character is assumed to face -Y with Z up (Blender's and the
-usual exporters' convention); the object's own transform then places it.
+target's floor as the source's is above its own, times that ratio.
+
+Which way is up and which way the character faces in its armature's space is read from the
+mapped joints' rest positions, nothing else (``armature_turn``): an FBX or glTF import often
+keeps the file's Y-up space inside the armature and turns the object instead, and importers
+guess bone tails, so neither the armature's axes nor the bones' tails can be trusted. The
+work is done in Blender's frame (Z up, the body facing -Y) on the rig turned into it, which
+leaves every bone's local channel unchanged.
 """
 
 from __future__ import annotations
@@ -36,6 +41,15 @@ from .skeleton import (
 )
 
 PELVIS, LEFT_ANKLE, RIGHT_ANKLE = 0, 7, 8
+# The body's frame from its joints: up from the pelvis to the first of UP_JOINTS mapped (neck,
+# spine3, head, spine2, spine1), left from the right to the left joint of the first pair mapped
+# (hips, shoulders, collars).
+UP_JOINTS = (12, 9, 15, 6, 3)
+SIDE_PAIRS = ((1, 2), (16, 17), (13, 14))
+# Limbs the quality figure compares (SMPL joint -> the joint its bone points at): thighs,
+# shins, upper arms, forearms, and the spine from the pelvis to the neck.
+QUALITY_LIMBS = ((1, 4), (2, 5), (4, 7), (5, 8), (16, 18), (17, 19), (18, 20), (19, 21), (0, 12))
+POOR_RETARGET_DEG = 20.0  # a mean limb angle above this is reported as a broken map
 
 
 @dataclass(frozen=True)
@@ -86,16 +100,64 @@ def _source_rest_directions() -> np.ndarray:
 
 
 def _target_rest_direction(rig: Rig, bone: int, joint: int, mapped: dict[int, int]) -> np.ndarray:
-    """Towards the bone mapped to the joint that continues the SMPL limb, else along the bone (its Y axis)."""
+    """Towards the bone mapped to the joint that continues the SMPL limb; for a leaf (head, toes,
+    hands), towards its child bones' heads (a head's end bone, the fingers); else along the bone."""
     child = TAIL_JOINT.get(joint)
     if child is not None and child in mapped:
         return rig.rest[mapped[child], :3, 3] - rig.rest[bone, :3, 3]
+    children = [other for other, parent in enumerate(rig.parents) if parent == bone]
+    if children:
+        direction = rig.rest[children, :3, 3].mean(axis=0) - rig.rest[bone, :3, 3]
+        if np.linalg.norm(direction) > 1e-6 * np.linalg.norm(rig.rest[bone, :3, :3]):
+            return direction
     return rig.rest[bone, :3, 1]
 
 
+def body_frame(heads: dict[int, np.ndarray]) -> np.ndarray | None:
+    """(3, 3) columns the body's left, back and up, from SMPL joint -> position; None when the
+    joints that tell are not there."""
+    up_joint = next((joint for joint in UP_JOINTS if joint in heads), None)
+    pair = next(((left, right) for left, right in SIDE_PAIRS if left in heads and right in heads), None)
+    if PELVIS not in heads or up_joint is None or pair is None:
+        return None
+    up = _normalised(heads[up_joint] - heads[PELVIS])
+    left = heads[pair[0]] - heads[pair[1]]
+    left = _normalised(left - (left @ up) * up)
+    return np.stack([left, np.cross(up, left), up], axis=1)
+
+
+def _snapped(frame: np.ndarray) -> np.ndarray | None:
+    """The axis-aligned rotation nearest ``frame`` (armatures' spaces are axis-aligned; a rest
+    pose's lean is not a turn of the space), or None if it is not one."""
+    snapped = np.zeros((3, 3))
+    for column in range(3):
+        axis = int(np.argmax(np.abs(frame[:, column])))
+        snapped[axis, column] = np.sign(frame[axis, column])
+    return snapped if np.isclose(np.linalg.det(snapped), 1.0) else None
+
+
+def armature_turn(rig: Rig, bone_map: dict[int, int]) -> np.ndarray:
+    """(3, 3) the rotation from Blender's frame (Z up, the body facing -Y) to the armature's
+    space, read from the mapped joints' rest positions; the identity when they cannot tell."""
+    target = body_frame({joint: rig.rest[bone, :3, 3] for joint, bone in bone_map.items()})
+    if target is None:
+        return np.eye(3)
+    turn = _snapped(target)
+    return np.eye(3) if turn is None else turn
+
+
+def in_blender_frame(rig: Rig, turn: np.ndarray) -> Rig:
+    """``rig`` with its rest matrices turned by ``turn``ᵀ, from its armature's space into Blender's frame."""
+    change = np.eye(4)
+    change[:3, :3] = turn.T
+    return Rig(rig.names, rig.parents, change @ rig.rest)
+
+
 def rest_alignments(rig: Rig, bone_map: dict[int, int]) -> dict[int, np.ndarray]:
-    """SMPL joint -> (3, 3) the rotation ``A`` laying its bone's rest direction onto the joint's."""
-    source_directions = _source_rest_directions()
+    """SMPL joint -> (3, 3) the rotation ``A`` laying its bone's rest direction onto the joint's,
+    in the armature's space (the joint's direction turned into it by ``armature_turn``)."""
+    turn = armature_turn(rig, bone_map)
+    source_directions = _source_rest_directions() @ turn.T
     return {
         joint: rotation_between(_target_rest_direction(rig, bone, joint, bone_map), source_directions[joint])
         for joint, bone in bone_map.items()
@@ -109,6 +171,7 @@ def retarget(
     -> channels for ``rig``; ``bone_map``: SMPL joint -> bone index (the pelvis must be mapped)."""
     if PELVIS not in bone_map:
         raise ValueError("the bone map has no bone for SMPL's pelvis")
+    rig = in_blender_frame(rig, armature_turn(rig, bone_map))  # local channels do not change
     frames, bones = len(joint_rotations), len(rig.names)
     positions, global_rotations = forward_kinematics(joint_rotations, root_translation)
     turn = SMPL_TO_BLENDER @ global_rotations @ SMPL_TO_BLENDER.T  # (T, 24, 3, 3): D per joint
@@ -158,7 +221,8 @@ def retarget(
 
 
 def scale_and_floor(rig: Rig, bone_map: dict[int, int], source_rest: np.ndarray) -> tuple[float, float]:
-    """The hip-height ratio target / source (above the ankles) and the target's floor height."""
+    """The hip-height ratio target / source (above the ankles) and the target's floor height
+    (along its up axis: ``rig`` in Blender's frame, ``in_blender_frame``)."""
     ankles = [joint for joint in (LEFT_ANKLE, RIGHT_ANKLE) if joint in bone_map]
     hips_z = rig.rest[bone_map[PELVIS], 2, 3]
     if not ankles:  # no legs mapped: the armature's origin is the floor
@@ -167,6 +231,27 @@ def scale_and_floor(rig: Rig, bone_map: dict[int, int], source_rest: np.ndarray)
     source_ankle = np.mean([source_rest[joint, 2] for joint in ankles])
     ratio = (hips_z - target_ankle) / (source_rest[PELVIS, 2] - source_ankle)
     return float(ratio), float(target_ankle - ratio * source_ankle)
+
+
+def limb_angles(
+    dance: RetargetedDance,
+    rig: Rig,
+    bone_map: dict[int, int],
+    joint_rotations: np.ndarray,
+    root_translation: np.ndarray,
+) -> np.ndarray:
+    """(T, L) degrees between each of the QUALITY_LIMBS mapped on ``rig`` and the source's same
+    limb, frame by frame, both in the armature's space (the figure the batch and panel report)."""
+    limbs = [(a, b) for a, b in QUALITY_LIMBS if a in bone_map and b in bone_map]
+    heads = _chain_matrices(rig, dance.rotations, dance.hips, dance.hips_location)[..., :3, 3]
+    source, _ = forward_kinematics(joint_rotations, root_translation)
+    source = source @ (armature_turn(rig, bone_map) @ SMPL_TO_BLENDER).T
+    angles = np.empty((len(heads), len(limbs)))
+    for column, (a, b) in enumerate(limbs):
+        target = _normalised(heads[:, bone_map[b]] - heads[:, bone_map[a]])
+        wanted = _normalised(source[:, b] - source[:, a])
+        angles[:, column] = np.degrees(np.arccos(np.clip(np.sum(target * wanted, axis=-1), -1.0, 1.0)))
+    return angles
 
 
 def _chain_matrices(rig: Rig, rotations: np.ndarray, hips: int, hips_location: np.ndarray | None) -> np.ndarray:

@@ -131,3 +131,68 @@ def test_a_bone_the_map_skips_turns_with_its_parent_and_the_chain_still_lands() 
     source = source @ SMPL_TO_BLENDER.T
     neck = heads[:, bone_map[12]] - heads[:, bone_map[9]]
     assert angle_deg(neck, source[:, 12] - source[:, 9]).max() < 2.0
+
+
+# Blender's frame (Z up, facing -Y) -> an armature space: glTF's Y-up facing +Z (what Blender's
+# glTF and FBX importers keep inside the armature, turning the object instead), a rig facing +Y,
+# and one lying along X.
+ARMATURE_SPACES = {
+    "y-up, facing +z": np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]]),
+    "z-up, facing +y": np.array([[-1.0, 0, 0], [0, -1, 0], [0, 0, 1]]),
+    "x-up, facing -y": np.array([[0.0, 0, 1], [0, 1, 0], [-1, 0, 0]]),
+}
+
+
+def turned(rig: rt.Rig, turn: np.ndarray, tails_guessed: bool = False) -> rt.Rig:
+    """``rig`` in another armature space; with ``tails_guessed``, every bone's axes replaced by
+    an importer's guess (a random rotation: joints have no tails in glTF)."""
+    change = np.eye(4)
+    change[:3, :3] = turn
+    rest = change @ rig.rest
+    if tails_guessed:
+        rng = np.random.default_rng(7)
+        for bone in range(len(rest)):
+            rest[bone, :3, :3] = axis_angle_to_matrix(rng.normal(0.0, 1.5, 3))
+    return rt.Rig(rig.names, rig.parents, rest)
+
+
+@pytest.mark.parametrize("space", sorted(ARMATURE_SPACES))
+def test_a_rig_in_another_armature_space_gets_the_same_channels(space: str) -> None:
+    rig, bone_map = smpl_like_rig(True, 100.0, 1.1)
+    other = turned(rig, ARMATURE_SPACES[space])
+    np.testing.assert_array_equal(rt.armature_turn(other, bone_map), ARMATURE_SPACES[space])
+    rotations, translation = random_dance()
+    here, there = (
+        rt.retarget(rotations, translation, rig, bone_map),
+        rt.retarget(rotations, translation, other, bone_map),
+    )
+    np.testing.assert_allclose(np.abs(np.sum(here.rotations * there.rotations, axis=-1)), 1.0, atol=1e-9)
+    np.testing.assert_allclose(there.hips_location, here.hips_location, atol=1e-6)
+    assert rt.limb_angles(there, other, bone_map, rotations, translation).max() < 2.0
+
+
+def test_bones_whose_axes_an_importer_guessed_still_point_where_the_source_does() -> None:
+    rig, bone_map = smpl_like_rig(False, 1.0, 1.0)
+    rig = rt.Rig([*rig.names, "head_end"], [*rig.parents, bone_map[15]], np.concatenate([rig.rest, rig.rest[:1]]))
+    rig.rest[-1, :3, 3] = rig.rest[bone_map[15], :3, 3] + [0.0, 0.0, 0.2]  # the head's end bone: the crown
+    other = turned(rig, ARMATURE_SPACES["y-up, facing +z"], tails_guessed=True)
+    rotations, translation = random_dance()
+    dance = rt.retarget(rotations, translation, other, bone_map)
+    assert rt.limb_angles(dance, other, bone_map, rotations, translation).max() < 2.0
+    heads = posed_heads(other, dance) @ ARMATURE_SPACES["y-up, facing +z"]  # back in Blender's frame
+    _, global_rotations = forward_kinematics(rotations, translation)
+    head_turn = SMPL_TO_BLENDER @ global_rotations[:, 15] @ SMPL_TO_BLENDER.T
+    crown = heads[:, -1] - heads[:, bone_map[15]]
+    assert angle_deg(crown, head_turn @ [0.0, 0.0, 1.0]).max() < 2.0  # the head turns as SMPL's, up at rest
+
+
+def test_the_limb_check_catches_a_wrong_bone_map() -> None:
+    rig, bone_map = smpl_like_rig(True, 1.0, 1.0)
+    rotations, translation = random_dance()
+    good = rt.limb_angles(rt.retarget(rotations, translation, rig, bone_map), rig, bone_map, rotations, translation)
+    wrong = dict(bone_map)
+    for left, right in zip(LEFT_ARM[:4], RIGHT_ARM[:4], strict=True):  # the arms swapped
+        wrong[left], wrong[right] = bone_map[right], bone_map[left]
+    wrong[1], wrong[4] = bone_map[4], bone_map[1]  # a hip and its knee swapped
+    bad = rt.limb_angles(rt.retarget(rotations, translation, rig, wrong), rig, wrong, rotations, translation)
+    assert good.mean() < 1.0 and bad.mean() > rt.POOR_RETARGET_DEG
