@@ -418,3 +418,135 @@ def test_the_pose_pass_reads_a_retargeted_character_like_the_smpl_dancer(scene) 
     hand = len(names) + 12  # left middle fingertip, from the left wrist
     wanted = size * turn @ (points[:, hand] - ours.positions[:, 20]).T
     np.testing.assert_allclose((other[:, hand] - theirs.positions[:, 20]).T, wanted, atol=2e-3 * size)
+
+
+# --- characters as users get them: through Blender's own importers ----------------------------
+
+# Blender's frame -> glTF's Y-up, facing +Z: what Mixamo's glTF and FBX files keep inside the
+# armature (the importers turn the object by 90 degrees about X instead).
+Y_UP_INSIDE = np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]])
+CHECK_LIMBS = ((1, 4), (2, 5), (4, 7), (5, 8), (16, 18), (17, 19), (18, 20), (19, 21), (0, 12))
+
+
+def named_character(scene, preset: str, y_up_inside: bool, prefix: str = "") -> bpy.types.Object:
+    """Our skeleton in centimetres, A-posed, random rolls, with ``preset``'s bone names and an
+    end bone on the head (as exporters write them), at scale 0.01, facing -Y in the world."""
+    from mathutils import Matrix, Vector
+
+    rig, truth = smpl_like_rig(True, 100.0, 1.05)
+    names = {joint: prefix + bone for joint, bone in bone_maps.PRESETS[preset].items()}
+    change = np.eye(4)
+    change[:3, :3] = Y_UP_INSIDE if y_up_inside else np.eye(3)
+    data = bpy.data.armatures.new("Character")
+    obj = bpy.data.objects.new("Character", data)
+    scene.collection.objects.link(obj)
+    bpy.context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    joint_of = {bone: joint for joint, bone in truth.items()}
+    created = {}
+    for bone, parent in enumerate(rig.parents):
+        joint = JOINT_NAMES[joint_of[bone]]
+        edit = data.edit_bones.new(names.get(joint, f"{prefix}Extra_{joint}"))
+        edit.head, edit.tail = (0, 0, 0), (0, 10, 0)
+        edit.matrix = Matrix((change @ rig.rest[bone]).tolist())
+        edit.length = 8.0
+        if parent >= 0:
+            edit.parent = created[parent]
+        created[bone] = edit
+    head = created[truth[15]]
+    end = data.edit_bones.new(f"{prefix}HeadTop_End")
+    end.head = head.head + Vector((change[:3, :3] @ [0.0, 0.0, 20.0]).tolist())  # the crown
+    end.tail = end.head + (head.tail - head.head)
+    end.parent = head
+    bpy.ops.object.mode_set(mode="OBJECT")
+    obj.scale = (0.01, 0.01, 0.01)
+    obj.rotation_euler = (math.pi / 2, 0.0, 0.0) if y_up_inside else (0.0, 0.0, 0.0)
+    return obj
+
+
+def through_file(scene, rig: bpy.types.Object, suffix: str, folder, **import_options) -> bpy.types.Object:
+    """``rig`` exported by Blender's glTF or FBX exporter and imported again into an empty scene."""
+    path = str(folder / f"character{suffix}")
+    bpy.ops.object.select_all(action="DESELECT")
+    rig.select_set(True)
+    bpy.context.view_layer.objects.active = rig
+    if suffix == ".glb":
+        bpy.ops.export_scene.gltf(filepath=path, use_selection=True)
+    else:
+        bpy.ops.export_scene.fbx(filepath=path, use_selection=True, add_leaf_bones=False)
+    scene = empty_scene(30)
+    (bpy.ops.import_scene.gltf if suffix == ".glb" else bpy.ops.import_scene.fbx)(filepath=path, **import_options)
+    return next(obj for obj in scene.objects if obj.type == "ARMATURE")
+
+
+def world_limb_check(scene, rig, arrays, bone_map: dict[str, str]) -> tuple[float, float, float]:
+    """(mean angle in degrees between the character's and the source's limbs in the world, every
+    5th frame; the head's height above the lowest foot against its rest height, median frame;
+    the largest gap between the lowest foot's height and the source's at the character's size, m)."""
+    source = source_positions(arrays)
+    world = rig.matrix_world
+    rest = {bone.name: np.array(world @ bone.head_local) for bone in rig.data.bones}
+    feet = [bone_map[JOINT_NAMES[joint]] for joint in FEET if JOINT_NAMES[joint] in bone_map]
+    rest_height = rest[bone_map["head"]][2] - min(rest[foot][2] for foot in feet)
+    layout = rest_layout().heads
+    size = (rest[bone_map["pelvis"]][2] - np.mean([rest[bone_map[a]][2] for a in ("left_ankle", "right_ankle")])) / (
+        layout[0, 2] - layout[[7, 8], 2].mean()
+    )
+    floor = np.mean([rest[bone_map[a]][2] for a in ("left_ankle", "right_ankle")]) - size * layout[[7, 8], 2].mean()
+    angles, heights, gaps = [], [], []
+    for frame in range(1, FRAMES + 1, 5):
+        heads = world_heads(scene, rig, frame)
+        for a, b in CHECK_LIMBS:
+            target = heads[bone_map[JOINT_NAMES[b]]] - heads[bone_map[JOINT_NAMES[a]]]
+            angles.append(angle_deg(target, source[frame - 1, b] - source[frame - 1, a]))
+        lowest = min(heads[foot][2] for foot in feet)
+        heights.append((heads[bone_map["head"]][2] - lowest) / rest_height)
+        gaps.append(abs(lowest - floor - size * source[frame - 1, list(FEET), 2].min()))
+    return float(np.mean(angles)), float(np.median(heights)), float(max(gaps))
+
+
+CHARACTERS = {
+    # name: (preset, bone name prefix, Y-up inside the armature, file suffix, import options)
+    "mixamo glb, y-up inside": ("Mixamo", "mixamorig:", True, ".glb", {}),
+    "mixamo fbx, y-up inside": ("Mixamo", "mixamorig:", True, ".fbx", {}),
+    "mixamo fbx, automatic bone orientation": (
+        "Mixamo",
+        "mixamorig:",
+        True,
+        ".fbx",
+        {"automatic_bone_orientation": True},
+    ),
+    "mixamo glb, z-up": ("Mixamo", "mixamorig:", False, ".glb", {}),
+    "vrm (vroid) glb": ("VRoid", "", True, ".glb", {}),
+    "mpfb game engine fbx": ("Unreal UE4 / MPFB game engine", "", False, ".fbx", {}),
+}
+
+
+@pytest.mark.parametrize("character", sorted(CHARACTERS))
+def test_an_imported_character_dances_the_dance_upright(scene, tmp_path, character: str) -> None:
+    preset, prefix, y_up_inside, suffix, options = CHARACTERS[character]
+    rig = through_file(scene, named_character(scene, preset, y_up_inside, prefix), suffix, tmp_path, **options)
+    scene = bpy.context.scene
+    arrays = dance()
+    key(scene, rig, arrays)
+    source, bone_map = rig_mapping.guessed_map(rig)
+    assert source == preset
+    limbs, upright, floor_gap = world_limb_check(scene, rig, arrays, bone_map)
+    assert limbs <= 10.0 and upright >= 0.8, (limbs, upright)
+    assert floor_gap < 0.02  # metres: the feet meet the floor as the source's do
+    limb_error = generation.limb_error_of(rig)
+    assert limb_error is not None and limb_error == pytest.approx(limbs, abs=2.0)
+    assert not generation.is_poor_retarget(limb_error)
+
+
+def test_a_wrong_bone_map_is_reported(scene) -> None:
+    rig = named_character(scene, "Mixamo", True, "mixamorig:")
+    _, bone_map = rig_mapping.guessed_map(rig)
+    for joint in ("collar", "shoulder", "elbow", "wrist"):  # the arms swapped
+        bone_map[f"left_{joint}"], bone_map[f"right_{joint}"] = bone_map[f"right_{joint}"], bone_map[f"left_{joint}"]
+    bone_map["left_hip"], bone_map["left_knee"] = bone_map["left_knee"], bone_map["left_hip"]
+    rig_mapping.store_map(rig, bone_map)
+    key(scene, rig, dance())
+    limb_error = generation.limb_error_of(rig)
+    assert generation.is_poor_retarget(limb_error)
+    assert generation.retarget_words(limb_error).startswith("retargeting looks wrong")
