@@ -1,12 +1,15 @@
-"""The README's retargeting figure: one dance on three different rigs, rendered side by side.
+"""The README's retargeting figures: one dance on different rigs, rendered side by side.
 
     .venv/bin/python -m backend generate examples/florist_excerpt.ogg --out out/florist.npz
     .venv/bin/python scripts/retarget_figure.py out/florist.npz --frame 200 --out docs/retargeting.png
+    .venv/bin/python scripts/retarget_figure.py out/florist.npz --frame 200 --out docs/characters.png \
+        --characters Xbot.glb Ely.glb
 
-Rigs: our SMPL dancer; Rigify's human meta-rig (Rigify ships inside Blender); a rig with
-Unreal's UE4 names, arms in an A-pose, built in centimetres at object scale 0.01. The last
-two get a plain capsule per bone so they can be seen; each is keyed through the same code as
-the panel's Generate (bone map guessed from its names).
+Rigs: our SMPL dancer, then either the character files given (imported by Blender's glTF or
+FBX importer, as a user's are) or Rigify's human meta-rig (Rigify ships inside Blender) and a
+rig with Unreal's UE4 names, arms in an A-pose, built in centimetres at object scale 0.01;
+those two get a plain capsule per bone so they can be seen. Each is keyed through the same
+code as the panel's Generate (bone map guessed from its names).
 """
 
 from __future__ import annotations
@@ -83,25 +86,39 @@ def unreal_rig() -> bpy.types.Object:
     return rig
 
 
+def imported_character(path: Path) -> bpy.types.Object:
+    """The armature of a character file, as Blender's own importer brings it in."""
+    before = set(bpy.data.objects)
+    with quiet_stdout():
+        if path.suffix.lower() in (".glb", ".gltf"):
+            bpy.ops.import_scene.gltf(filepath=str(path))
+        else:
+            bpy.ops.import_scene.fbx(filepath=str(path))
+    return next(obj for obj in set(bpy.data.objects) - before if obj.type == "ARMATURE")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dance", type=Path, help="an NPZ from `python -m backend generate`")
     parser.add_argument("--frame", type=int, default=200)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--characters", type=Path, nargs="*", default=[], help="glTF/FBX characters to show")
     args = parser.parse_args()
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
     dance = generation.read_dance(str(args.dance), 30.0)
     scene.render.fps = 30
     smpl = armature.build_dancer(scene.collection)
-    bpy.ops.preferences.addon_enable(module="rigify")
-    bpy.ops.object.armature_human_metarig_add()
-    rigify = bpy.context.active_object
-    unreal = unreal_rig()
-    for offset, rig in zip((-SPACING_M, 0.0, SPACING_M), (smpl, rigify, unreal), strict=True):
-        rig.location.x = offset
-        if rig is not smpl:
+    if args.characters:
+        others = [imported_character(path) for path in args.characters]
+    else:
+        bpy.ops.preferences.addon_enable(module="rigify")
+        bpy.ops.object.armature_human_metarig_add()
+        others = [bpy.context.active_object, unreal_rig()]
+        for rig in others:
             capsule_skin(rig)
+    for offset, rig in zip((-SPACING_M, 0.0, SPACING_M), (smpl, *others), strict=True):
+        rig.location.x = offset
         generation.key_arrays(bpy.context, dance, rig.name)
     camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
     scene.collection.objects.link(camera)

@@ -386,6 +386,7 @@ def test_the_batch_retargets_a_character_and_exports_fbx_glb_and_bvh_in_one_call
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert all(path.stat().st_size > 0 for path in outputs)
+    assert "limbs within" in result.stdout and result.stderr == ""  # the retarget's check, no warning
     bad = subprocess.run(
         [sys.executable, "-m", "bailando_blender.batch", str(song), "--export", str(tmp_path / "x.obj")],
         cwd=REPO, capture_output=True, text=True, timeout=300,
