@@ -86,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pose2d", type=Path, default=None, help="also write the 2D pose pass here (a subfolder per song for several)"
     )
-    parser.add_argument("--pose2d-camera", default="AUTO", help="AUTO (frames the dancer), SCENE, or a camera's name")
+    parser.add_argument(
+        "--pose2d-camera",
+        default="AUTO",
+        help="AUTO (follows the dancer), WIDE (still, the whole dance), SCENE, or a camera's name",
+    )
     parser.add_argument("--pose2d-no-video", action="store_true", help="keypoints and JSON only, no guide video")
     parser.add_argument(
         "--character", type=Path, default=None, help="an FBX or glTF character to dance (its armature is retargeted)"
@@ -182,7 +186,8 @@ def save(
     """Write the .blend (staged with a camera, light and floor when ``stage``), the preview video,
     the 2D pose pass (into ``pose_folder``) and the exports."""
     if stage or args.preview:
-        preview.stage_scene(scene, rig)
+        frames, path = pose_pass.following_path(scene, rig, preview.PREVIEW_RESOLUTION, preview.PREVIEW_FILL)
+        preview.stage_scene(scene, rig, path, frames)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Write next to the target and rename, so a failure never leaves half a .blend.
     partial = target.with_name(target.name + ".partial.blend")
@@ -205,7 +210,7 @@ def save(
             folder=str(pose_folder.resolve()),
             first_frame=scene.frame_start,
             last_frame=scene.frame_end,
-            camera={"AUTO": "AUTO", "SCENE": ""}.get(args.pose2d_camera, args.pose2d_camera),
+            camera={"AUTO": "AUTO", "WIDE": "WIDE", "SCENE": ""}.get(args.pose2d_camera, args.pose2d_camera),
             video=not args.pose2d_no_video,
         )
         report += "; " + pose_pass.run_pose_pass(scene, rig, settings)

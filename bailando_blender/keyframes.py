@@ -37,8 +37,11 @@ def pose_channels(
     return channels
 
 
-def build_action(name: str, channels: list[Channel], first_frame: int) -> tuple[bpy.types.Action, object]:
-    """A new action keying each channel on frames first_frame, first_frame + 1, ... (linear).
+def build_action(
+    name: str, channels: list[Channel], first_frame: int, frames: np.ndarray | None = None
+) -> tuple[bpy.types.Action, object]:
+    """A new action keying each channel on frames first_frame, first_frame + 1, ... (linear), or
+    on ``frames`` (T,) when given (fractional scene frames allowed).
 
     Returns the action and its slot (None before Blender 4.4).
     """
@@ -63,14 +66,18 @@ def build_action(name: str, channels: list[Channel], first_frame: int) -> tuple[
                 return action.fcurves.new(data_path, index=index, action_group=group)
 
         for channel in channels:
-            frames = np.arange(first_frame, first_frame + len(channel.values), dtype=np.float32)
-            interpolation = np.full(len(frames), LINEAR, dtype=np.int32)
+            keyed = (
+                np.arange(first_frame, first_frame + len(channel.values), dtype=np.float32)
+                if frames is None
+                else np.asarray(frames, dtype=np.float32)
+            )
+            interpolation = np.full(len(keyed), LINEAR, dtype=np.int32)
             for index in range(channel.values.shape[1]):
                 fcurve = new_fcurve(channel.data_path, index, channel.group)
                 points = fcurve.keyframe_points
-                points.add(len(frames))
-                coordinates = np.empty((len(frames), 2), dtype=np.float32)
-                coordinates[:, 0] = frames
+                points.add(len(keyed))
+                coordinates = np.empty((len(keyed), 2), dtype=np.float32)
+                coordinates[:, 0] = keyed
                 coordinates[:, 1] = channel.values[:, index]
                 points.foreach_set("co", coordinates.ravel())
                 points.foreach_set("interpolation", interpolation)

@@ -65,8 +65,8 @@ def hidden(
 ) -> np.ndarray:
     """(T, K, 3) points -> (T, K) True where the body hides them.
 
-    eye: (3,) the perspective camera's position, or None for an orthographic camera looking
-    along ``view_direction`` (3,) (unit, world).
+    eye: (3,) the perspective camera's position, or (T, 3) a moving one's, or None for an
+    orthographic camera looking along ``view_direction`` (3,) or (T, 3) (unit, world).
     """
     result = np.zeros(points.shape[:2], dtype=bool)
     margin = MARGIN_M * scale
@@ -76,11 +76,13 @@ def hidden(
         anchor = centres[chunk, :1]
         target, centre = points[chunk] - anchor, centres[chunk] - anchor  # (t, K, 3), (t, S, 3)
         if eye is None:
-            ray = np.broadcast_to(view_direction, target.shape)
+            view = view_direction if view_direction.ndim == 1 else view_direction[chunk][:, None, :]
+            ray = np.broadcast_to(view, target.shape)
             reach = np.full(target.shape[:2], np.inf)
-            centre_along = (centre @ view_direction)[:, None, :]  # (t, 1, S)
+            centre_along = np.sum(centre * view, axis=-1)[:, None, :]  # (t, 1, S)
         else:
-            ray = target - (eye - anchor)
+            eye_here = eye if eye.ndim == 1 else eye[chunk][:, None, :]
+            ray = target - (eye_here - anchor)
             reach = np.linalg.norm(ray, axis=-1)  # (t, K): eye to point
             ray = ray / reach[..., None]
             centre_along = ray @ centre.transpose(0, 2, 1)  # (t, K, S)

@@ -232,7 +232,7 @@ def pose_pass_settings(scene: bpy.types.Scene):  # -> pose_pass.PosePassSettings
     from .pose_pass import PosePassSettings
 
     properties = scene.bailando_pose2d
-    camera = {"AUTO": "AUTO", "SCENE": ""}.get(properties.camera_mode)
+    camera = {"AUTO": "AUTO", "WIDE": "WIDE", "SCENE": ""}.get(properties.camera_mode)
     if camera is None:
         camera = properties.camera.name if properties.camera is not None else "AUTO"
     return PosePassSettings(

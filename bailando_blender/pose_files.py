@@ -3,7 +3,10 @@
 Folder layout:
 - ``keypoints.npz``: ``keypoints`` (T, K, 3) float32 pixel x, pixel y, confidence;
   ``points_3d`` (T, K, 3) world metres; ``names`` (K,); ``fps``, ``width``, ``height``;
-  ``scene_frames`` (T,) the scene frame each sample was taken at; ``camera``; ``layout``.
+  ``scene_frames`` (T,) the scene frame each sample was taken at; ``camera``;
+  ``camera_matrices`` (T, 4, 4) its world matrix at each sample (a still camera: (4, 4));
+  ``body_boxes`` (T, 4) the body's keypoints' box in pixels (x_min, y_min, x_max, y_max);
+  ``layout``.
 - ``json/<stem>_<12-digit frame>_keypoints.json``: OpenPose's per-frame format, one person:
   ``pose_keypoints_2d`` body-18 (COCO order), ``hand_left_keypoints_2d`` and
   ``hand_right_keypoints_2d`` 21 points each, ``foot_keypoints_2d`` the 6 foot points
@@ -25,6 +28,9 @@ from .pose_keypoints import BODY_18, FEET, HAND_POINTS, NUM_KEYPOINTS
 OPENPOSE_JSON_VERSION = 1.3  # the version field OpenPose writes
 LAYOUT = "openpose body-18 + 6 feet + 21 left hand + 21 right hand"
 DECIMALS = 2  # pixel precision written to JSON
+
+
+NPZ_NAME = "keypoints.npz"
 
 
 def keypoint_names() -> list[str]:
@@ -73,14 +79,18 @@ def write_keypoint_files(
     width: int,
     height: int,
     camera: str,
+    body_boxes: np.ndarray,
+    camera_matrices: np.ndarray,
 ) -> None:
-    """Write the NPZ and the per-frame JSON files into ``folder`` (which must exist)."""
+    """Write the NPZ and the per-frame JSON files into ``folder`` (which must exist).
+    body_boxes (T, 4): the body's keypoints' box per frame in pixels (x_min, y_min, x_max,
+    y_max); camera_matrices (T, 4, 4) or (4, 4): the camera's world matrix per frame."""
     json_folder = folder / "json"
     json_folder.mkdir(exist_ok=True)
     for index, frame in enumerate(keypoints):
         text = json.dumps(openpose_frame(frame, width, height), separators=(",", ":"))
         (json_folder / f"{stem}_{index:012d}_keypoints.json").write_text(text)
-    with open(folder / "keypoints.npz", "wb") as handle:
+    with open(folder / NPZ_NAME, "wb") as handle:
         np.savez_compressed(
             handle,
             keypoints=keypoints.astype(np.float32),
@@ -91,6 +101,8 @@ def write_keypoint_files(
             height=np.int64(height),
             scene_frames=scene_frames.astype(np.float64),
             camera=np.array(camera),
+            camera_matrices=np.asarray(camera_matrices, dtype=np.float64),
+            body_boxes=body_boxes.astype(np.float32),
             layout=np.array(LAYOUT),
         )
 

@@ -13,6 +13,7 @@ the end, so a failure leaves no half-written pass.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -24,10 +25,17 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import occlusion, pose_files, pose_guides, rig_mapping, rigify_rig, sound_strips
+from . import follow_camera, occlusion, pose_files, pose_guides, rig_mapping, rigify_rig, sound_strips
 from .armature import ArmatureError, has_smpl_names
-from .keyframes import SLOTTED_ACTIONS
-from .pose_keypoints import SMPL_MESH_VERTICES, mesh_keypoints, mesh_vertex_ids, whole_body_keypoints
+from .keyframes import SLOTTED_ACTIONS, Channel, assign_action, build_action
+from .pose_keypoints import (
+    BODY_18,
+    FEET,
+    SMPL_MESH_VERTICES,
+    mesh_keypoints,
+    mesh_vertex_ids,
+    whole_body_keypoints,
+)
 from .preview import quiet_stdout
 from .projection import FRAMING_SENSOR_MM, POSE_PASS_SIZE, CameraModel, framing_camera, project
 from .retarget import armature_turn, in_blender_frame, rest_alignments, scale_and_floor
@@ -38,6 +46,8 @@ from .skeleton import JOINT_NAMES, PARENTS, REST_OFFSETS, SMPL_TO_BLENDER, quate
 HIDDEN_CONFIDENCE = 0.5  # a keypoint the body hides: above pose_guides.DRAW_THRESHOLD, so it is drawn
 DEFAULT_FPS = 30.0  # X-Dancer's frame rate
 AUTO_CAMERA_NAME = "Pose Pass Camera"
+AUTO_CAMERAS = ("AUTO", "WIDE")  # the pass's own camera: following the dancer, or still and wide
+BODY_KEYPOINTS = len(BODY_18) + len(FEET)  # the keypoints first in the layout: the body's, feet included
 VIDEO_NAME = "pose_guides.mp4"
 MAX_FPS = 240.0  # the pass's highest frame rate (the panel's bound too)
 FRAMES_PER_STEP = 8  # guide frames drawn between progress reports (~0.2 s: the UI stays responsive)
@@ -232,10 +242,25 @@ def armature_motion(rig: bpy.types.Object, scene_frames: np.ndarray) -> Armature
 # --- the camera ---------------------------------------------------------------------------
 
 
-def _auto_camera(scene: bpy.types.Scene, points: np.ndarray, facing: np.ndarray, settings: PosePassSettings):
-    """The "Pose Pass Camera", placed to frame ``points`` (T, K, 3) world keypoints of a body
-    facing ``facing`` at rest (world)."""
-    matrix, lens = framing_camera(points, facing, settings.width, settings.height, FRAMING_SENSOR_MM)
+def auto_camera(
+    scene: bpy.types.Scene,
+    points: np.ndarray,
+    facing: np.ndarray,
+    settings: PosePassSettings,
+    scene_frames: np.ndarray,
+    follow: bool,
+) -> tuple[bpy.types.Object, np.ndarray]:
+    """The "Pose Pass Camera" for (T, K, 3) world keypoints of a body facing ``facing`` at rest:
+    following the dancer (``follow_camera``; its location keyed at the pass's ``scene_frames``),
+    or still and wide enough for the whole dance. Returns it and its (T, 4, 4) or (4, 4)
+    world-to-camera matrices, which are what Blender evaluates of it at those frames."""
+    if follow:
+        path = follow_camera.follow_path(
+            points[:, :BODY_KEYPOINTS], facing, settings.fps, settings.width, settings.height
+        )
+        matrices, lens = path.matrices, path.lens_mm
+    else:
+        matrices, lens = framing_camera(points, facing, settings.width, settings.height, FRAMING_SENSOR_MM)
     camera = bpy.data.objects.get(AUTO_CAMERA_NAME)
     if camera is None or camera.type != "CAMERA":
         camera = bpy.data.objects.new(AUTO_CAMERA_NAME, bpy.data.cameras.new(AUTO_CAMERA_NAME))
@@ -248,13 +273,56 @@ def _auto_camera(scene: bpy.types.Scene, points: np.ndarray, facing: np.ndarray,
     camera.data.shift_x = camera.data.shift_y = 0.0
     from mathutils import Matrix
 
-    camera.matrix_world = Matrix(matrix.tolist())  # a plain sequence would be read column by column
-    return camera
+    first = matrices[0] if follow else matrices
+    camera.matrix_world = Matrix(first.tolist())  # a plain sequence would be read column by column
+    if camera.animation_data is not None:
+        camera.animation_data.action = None
+    if follow:
+        # Level and looking one way: only its location moves, keyed where the pass samples.
+        channel = Channel("location", matrices[:, :3, 3], "Follow")
+        action, slot = build_action(f"{AUTO_CAMERA_NAME} Follow", [channel], 0, frames=scene_frames)
+        assign_action(camera, action, slot)
+    return camera, np.linalg.inv(matrices)
+
+
+def following_path(
+    scene: bpy.types.Scene, rig: bpy.types.Object, size: tuple[int, int], fill: float
+) -> tuple[np.ndarray, follow_camera.CameraPath]:
+    """The scene frames first..last and a camera following ``rig``'s body over them for an image
+    of ``size`` (width, height) pixels, the body spanning ``fill`` of its height (the preview's)."""
+    frames = np.arange(scene.frame_start, scene.frame_end + 1, dtype=np.float64)
+    motion = armature_motion(rig, frames)
+    fps = scene.render.fps / scene.render.fps_base
+    points = motion.keypoints()[:, :BODY_KEYPOINTS]
+    return frames, follow_camera.follow_path(points, motion.facing, fps, size[0], size[1], fill=fill)
+
+
+def evaluated_world_to_camera(scene: bpy.types.Scene, camera: bpy.types.Object, scene_frames: np.ndarray) -> np.ndarray:
+    """(T, 4, 4) an animated camera's world-to-camera matrices at the (fractional) scene frames,
+    as Blender evaluates them; the scene is left at the frame it was on."""
+    current = scene.frame_current, scene.frame_subframe
+    matrices = np.empty((len(scene_frames), 4, 4))
+    try:
+        for index, frame in enumerate(scene_frames):
+            whole = math.floor(frame)
+            scene.frame_set(whole, subframe=float(frame - whole))
+            matrices[index] = np.linalg.inv(np.array(camera.matrix_world))
+    finally:
+        scene.frame_set(current[0], subframe=current[1])
+    return matrices
+
+
+def framing_of(keypoints: np.ndarray, model: CameraModel, settings: PosePassSettings) -> follow_camera.Framing:
+    """How the body's keypoints sit in the pass's frames (those in front of the camera)."""
+    pixels = keypoints[:, :BODY_KEYPOINTS, :2].copy()
+    eyes = np.linalg.inv(model.world_to_camera)[..., :3, 3]
+    positions = eyes if eyes.ndim == 2 else np.tile(eyes, (len(keypoints), 1))
+    return follow_camera.framing(pixels, settings.width, settings.height, positions, settings.fps)
 
 
 def pass_camera(scene: bpy.types.Scene, name: str) -> bpy.types.Object | None:
-    """The camera object the settings name (None: AUTO)."""
-    if name == "AUTO":
+    """The camera object the settings name (None: AUTO, following, or WIDE, still)."""
+    if name in AUTO_CAMERAS:
         return None
     camera = bpy.data.objects.get(name) if name else scene.camera
     if camera is None:
@@ -278,9 +346,9 @@ def keypoints_2d(motion: ArmatureMotion, points: np.ndarray, camera: CameraModel
         & (pixels[..., 1] >= 0)
         & (pixels[..., 1] <= camera.resolution_y)
     )
-    camera_to_world = np.linalg.inv(camera.world_to_camera)
-    eye = None if camera.orthographic else camera_to_world[:3, 3]
-    view = -camera_to_world[:3, 2] / np.linalg.norm(camera_to_world[:3, 2])
+    camera_to_world = np.linalg.inv(camera.world_to_camera)  # (4, 4), or (T, 4, 4) for a moving camera
+    eye = None if camera.orthographic else camera_to_world[..., :3, 3]
+    view = -camera_to_world[..., :3, 2] / np.linalg.norm(camera_to_world[..., :3, 2], axis=-1, keepdims=True)
     centres, radii = occlusion.body_spheres(motion.positions, motion.frames, motion.scale)
     behind = occlusion.hidden(points, centres, radii, eye, view, motion.scale)
     confidence = np.where(inside, np.where(behind, HIDDEN_CONFIDENCE, 1.0), 0.0)
@@ -384,18 +452,26 @@ def write_pose_pass(scene: bpy.types.Scene, rig: bpy.types.Object, settings: Pos
     motion = armature_motion(rig, scene_frames)
     points = motion.keypoints()
     yield 0.1
+    size = (settings.width, settings.height)
     if camera is None:
-        camera = _auto_camera(scene, points, motion.facing, settings)
-    model = camera_model(scene, camera, resolution=(settings.width, settings.height))
+        follow = settings.camera == "AUTO"
+        camera, world_to_camera = auto_camera(scene, points, motion.facing, settings, scene_frames, follow)
+        model = dataclasses.replace(camera_model(scene, camera, resolution=size), world_to_camera=world_to_camera)
+    else:
+        model = camera_model(scene, camera, resolution=size)
+        if camera.animation_data is not None and camera.animation_data.action is not None:
+            model = dataclasses.replace(model, world_to_camera=evaluated_world_to_camera(scene, camera, scene_frames))
     keypoints = keypoints_2d(motion, points, model)
+    frame_fit = framing_of(keypoints, model, settings)
     yield 0.2
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".pose-pass-", dir=folder))
     try:
         stem = Path(bpy.data.filepath).stem if bpy.data.filepath else "dance"
         pose_files.write_keypoint_files(
-            staging, stem, keypoints, points, scene_frames, settings.fps, settings.width, settings.height, camera.name
-        )
+            staging, stem, keypoints, points, scene_frames, settings.fps, settings.width, settings.height, camera.name,
+            frame_fit.boxes, np.linalg.inv(model.world_to_camera),
+        )  # fmt: skip
         yield 0.3
         if settings.video:
             frame_folder = staging / "frames"
@@ -428,4 +504,12 @@ def run_pose_pass(scene: bpy.types.Scene, rig: bpy.types.Object, settings: PoseP
         pass
     folder = bpy.path.abspath(settings.folder)
     count = len(sample_frames(scene, settings))
-    return f"2D pose pass: {count} frames at {settings.fps:g} fps in {os.path.normpath(folder)}"
+    with np.load(os.path.join(folder, pose_files.NPZ_NAME)) as stored:
+        boxes, height = stored["body_boxes"], float(stored["height"])
+    fill = float(np.median((boxes[:, 3] - boxes[:, 1]) / height))
+    inside = float(np.mean((boxes[:, :2] >= 0).all(axis=1) & (boxes[:, 2] <= settings.width) & (boxes[:, 3] <= height)))
+    return (
+        f"2D pose pass: {count} frames at {settings.fps:g} fps in {os.path.normpath(folder)} "
+        f"(the body spans {fill * 100:.0f} % of the frame's height, "
+        f"all of it in frame in {inside * 100:.0f} % of frames)"
+    )

@@ -20,7 +20,8 @@ class CameraModel:
     """What projection needs of a camera and the scene's render settings.
 
     world_to_camera: (4, 4) the inverse of the camera object's world matrix (the camera looks
-    down its -Z axis, +Y up in the image); lens_mm, sensor sizes in mm; sensor_fit: "AUTO",
+    down its -Z axis, +Y up in the image), or (T, 4, 4) one per frame of a moving camera;
+    lens_mm, sensor sizes in mm; sensor_fit: "AUTO",
     "HORIZONTAL" or "VERTICAL"; shift_x, shift_y in units of the view plane's larger side;
     resolution in pixels (after the render percentage); pixel_aspect_x, pixel_aspect_y.
     """
@@ -62,13 +63,23 @@ def view_plane(camera: CameraModel) -> tuple[float, float, float, float]:
     )
 
 
+def to_camera(points: np.ndarray, world_to_camera: np.ndarray) -> np.ndarray:
+    """(..., 3) world points -> the camera's space; a moving camera's (T, 4, 4) takes (T, ..., 3)."""
+    if world_to_camera.ndim == 2:
+        return points @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
+    flat = points.reshape(len(points), -1, 3)
+    local = np.einsum("tij,tkj->tki", world_to_camera[:, :3, :3], flat) + world_to_camera[:, None, :3, 3]
+    return local.reshape(points.shape)
+
+
 def project(points: np.ndarray, camera: CameraModel) -> tuple[np.ndarray, np.ndarray]:
     """(..., 3) world points -> (..., 2) pixel coordinates and (...,) depth in front of the camera (m).
 
-    Points behind a perspective camera (depth <= 0) get NaN pixels.
+    Points behind a perspective camera (depth <= 0) get NaN pixels. With a moving camera
+    (``world_to_camera`` (T, 4, 4)) the points are (T, ..., 3), frame t seen from camera t.
     """
     points = np.asarray(points, dtype=np.float64)
-    local = points @ camera.world_to_camera[:3, :3].T + camera.world_to_camera[:3, 3]
+    local = to_camera(points, camera.world_to_camera)
     depth = -local[..., 2]
     if camera.orthographic:
         plane = local[..., :2]

@@ -102,8 +102,10 @@ class PosePassProperties(bpy.types.PropertyGroup):
             (
                 "AUTO",
                 "Auto",
-                "A level camera in front of the dancer that frames the whole dance (added as 'Pose Pass Camera')",
+                "A level camera that follows the dancer, its body filling most of the frame "
+                "(added as 'Pose Pass Camera', keyed)",
             ),
+            ("WIDE", "Wide", "A still, level camera in front of the dancer that frames the whole dance"),
             ("SCENE", "Scene Camera", "The scene's active camera"),
             ("OBJECT", "Other Camera", "A camera of your choice"),
         ],

@@ -63,8 +63,9 @@ def test_guides_draw_limbs_in_openpose_colours_and_skip_unseen_points() -> None:
 def test_openpose_json_has_the_layout_readers_expect(tmp_path) -> None:
     frames = 3
     keypoints = np.random.default_rng(0).uniform(0, 100, (frames, pose_keypoints.NUM_KEYPOINTS, 3))
+    boxes, cameras = np.tile([1.0, 2.0, 3.0, 4.0], (frames, 1)), np.tile(np.eye(4), (frames, 1, 1))
     pose_files.write_keypoint_files(
-        tmp_path, "song", keypoints, keypoints, np.arange(frames, dtype=float), 30.0, 512, 896, "Camera"
+        tmp_path, "song", keypoints, keypoints, np.arange(frames, dtype=float), 30.0, 512, 896, "Camera", boxes, cameras
     )
     files = sorted((tmp_path / "json").iterdir())
     assert [f.name for f in files] == [f"song_{i:012d}_keypoints.json" for i in range(frames)]
@@ -75,6 +76,7 @@ def test_openpose_json_has_the_layout_readers_expect(tmp_path) -> None:
     stored = np.load(tmp_path / "keypoints.npz")
     assert stored["keypoints"].shape == keypoints.shape and int(stored["height"]) == 896
     assert list(stored["names"][:2]) == ["nose", "neck"] and len(stored["names"]) == pose_keypoints.NUM_KEYPOINTS
+    assert stored["body_boxes"].shape == (frames, 4) and stored["camera_matrices"].shape == (frames, 4, 4)
 
 
 def test_mesh_keypoints_end_each_finger_on_its_tip_vertex_and_keep_the_wrist() -> None:

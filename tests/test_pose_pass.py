@@ -214,3 +214,36 @@ def test_a_pass_stopped_half_way_leaves_no_files(scene: bpy.types.Scene, tmp_pat
     assert any(folder.iterdir())  # the staging folder
     steps.close()  # what Esc does in the panel
     assert list(folder.iterdir()) == [] and "Pose Guide" not in bpy.data.images
+
+
+def test_the_following_camera_is_where_the_guides_say_and_frames_the_body(
+    scene: bpy.types.Scene, tmp_path: Path
+) -> None:
+    from bpy_extras.object_utils import world_to_camera_view
+    from mathutils import Vector
+
+    rig = keyed_dancer(scene)
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 512, 896, 100
+    settings = pose_pass.PosePassSettings(str(tmp_path / "pass"), 1, FRAMES, camera="AUTO", video=False)
+    summary = pose_pass.run_pose_pass(scene, rig, settings)
+    stored = np.load(tmp_path / "pass" / "keypoints.npz")
+    keypoints, points, matrices = stored["keypoints"], stored["points_3d"], stored["camera_matrices"]
+    camera = bpy.data.objects[pose_pass.AUTO_CAMERA_NAME]
+    assert matrices.shape == (len(keypoints), 4, 4) and np.ptp(matrices[:, :3, 3], axis=0).max() > 1e-3  # it moves
+    for sample in (0, 13, len(keypoints) - 1):  # fractional scene frames: the pass runs at 30 fps, the scene 24
+        frame = float(stored["scene_frames"][sample])
+        scene.frame_set(math.floor(frame), subframe=frame - math.floor(frame))
+        np.testing.assert_allclose(np.array(camera.matrix_world), matrices[sample], atol=1e-5)
+        for joint in (0, 5, 30):
+            ndc = world_to_camera_view(scene, camera, Vector(points[sample, joint].tolist()))
+            assert keypoints[sample, joint, :2] == pytest.approx((ndc.x * 512, (1.0 - ndc.y) * 896), abs=0.05)
+    assert np.allclose(matrices[:, 2, 1], 1.0) and np.allclose(matrices[:, 2, 0], 0.0)  # level: its up is Z
+    boxes = stored["body_boxes"]
+    assert np.median((boxes[:, 3] - boxes[:, 1]) / 896) >= 0.65
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= 512).all() and (boxes[:, 3] <= 896).all()
+    assert "of the frame's height" in summary
+
+    settings = pose_pass.PosePassSettings(str(tmp_path / "wide"), 1, FRAMES, camera="WIDE", video=False)
+    pose_pass.run_pose_pass(scene, rig, settings)
+    assert np.load(tmp_path / "wide" / "keypoints.npz")["camera_matrices"].shape == (4, 4)
+    assert camera.animation_data is None or camera.animation_data.action is None  # still again
