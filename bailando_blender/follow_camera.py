@@ -116,7 +116,7 @@ def follow_path(
     ) / (1.0 - margin)
     near = np.maximum(0.0, (depth - aim_depth[:, None]).max(axis=1))  # the body's part nearest the camera
     target = np.maximum(distance, spread + near)
-    half_width = max(1, round(2.0 * ZOOM_SMOOTHING_S * fps))
+    half_width = max(1, round(ZOOM_SMOOTHING_S * fps))
     matrices = np.tile(np.eye(4), (len(points), 1, 1))
     matrices[:, :3, 0], matrices[:, :3, 1], matrices[:, :3, 2] = right, UP, front
     centre = aim_across[:, None] * right + aim_up[:, None] * UP + aim_depth[:, None] * front

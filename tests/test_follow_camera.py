@@ -72,3 +72,19 @@ def pytest_approx_ones(count: int):
     import pytest
 
     return pytest.approx(np.ones(count))
+
+
+def test_the_quality_report_measures_the_framing_of_a_dance() -> None:
+    from bailando_blender.skeleton import REST_PELVIS_HEIGHT, axis_angle_to_matrix
+    from training.quality_report import motion_from, pass_framing
+
+    frames = 90
+    rng = np.random.default_rng(2)
+    t = np.arange(frames)[:, None, None] / FPS
+    rotations = axis_angle_to_matrix(0.3 * np.sin(2 * np.pi * t + rng.uniform(0, 6.3, (1, 24, 3))))
+    translation = np.zeros((frames, 3))
+    translation[:, 0] = np.linspace(0.0, 1.5, frames)  # crossing the stage
+    translation[:, 1] = REST_PELVIS_HEIGHT
+    framing = pass_framing(motion_from(rotations, translation))
+    assert framing.fill.shape == (frames,) and framing.inside.all()
+    assert 0.3 < np.median(framing.fill) <= fc.DEFAULT_FILL + 0.02  # random arms spread wide: the width rules

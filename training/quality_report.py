@@ -16,9 +16,12 @@ the song, the training capture's stretch whose music features are nearest, laid 
 with the root carried over. The models' dances are made as the product makes them, held
 within ``--stage-radius`` of their start (0: not held; the retrieval and the captures never are).
 
-Per dance: BAS, BAS 2D (X-Dancer's: on the joints projected as the 2D pose pass's default
-camera sees them), joint speed, jerk, foot skating, PFC, ground penetration, the longest frozen
-stretch, the root's farthest distance and joint-limit violations (``training/metrics.py``).
+Per dance: BAS, BAS 2D (X-Dancer's: on the joints projected as the 2D pose pass's Wide camera
+sees them, still and framing the whole dance), how the pass's following camera (its default,
+``follow_camera``) frames the body (the median share of the frame's height its keypoints
+span, the share of frames with all of them in frame), joint speed, jerk, foot skating, PFC,
+ground penetration, the longest frozen stretch, the root's farthest distance and joint-limit
+violations (``training/metrics.py``).
 Per set: FID_k and FID_g against the held-out captures and Div_k, Div_g
 (``training/dance_features.py``), on 10-s clips so that six songs give enough samples; and
 FID_k, Div_k again on the kinetic features with their published acceleration slip corrected
@@ -40,8 +43,10 @@ from backend.motion_representation import decode_motion
 from backend.music_features import FPS, MusicFeatures, song_features
 from backend.pipeline import STAGE_RADIUS_M, floor_height, generate
 from backend.sampling import SamplingConfig
+from bailando_blender import follow_camera
+from bailando_blender.pose_keypoints import BODY_18, FEET, whole_body_keypoints
 from bailando_blender.projection import FRAMING_SENSOR_MM, POSE_PASS_SIZE, CameraModel, framing_camera, project
-from bailando_blender.skeleton import forward_kinematics, points_to_blender, quaternion_to_matrix
+from bailando_blender.skeleton import SMPL_TO_BLENDER, forward_kinematics, points_to_blender, quaternion_to_matrix
 
 from . import dance_features, metrics
 from .evaluate import features_as_music
@@ -83,8 +88,25 @@ def projected_joints(positions: np.ndarray) -> np.ndarray:
     return project(world, camera)[0]
 
 
+def pass_framing(motion: Motion) -> follow_camera.Framing:
+    """How the 2D pose pass's following camera frames the body's keypoints at X-Dancer's 512 x 896."""
+    _, turns = forward_kinematics(motion.rotations, np.zeros((len(motion.rotations), 3)))
+    keypoints = whole_body_keypoints(points_to_blender(motion.positions), SMPL_TO_BLENDER @ turns)
+    body = keypoints[:, : len(BODY_18) + len(FEET)]
+    width, height = POSE_PASS_SIZE
+    path = follow_camera.follow_path(body, np.array([0.0, -1.0, 0.0]), FPS, width, height)
+    camera = CameraModel(
+        np.linalg.inv(path.matrices), False, path.lens_mm, 0.0, path.sensor_mm, path.sensor_mm, "AUTO", 0.0, 0.0,
+        width, height,
+    )  # fmt: skip
+    return follow_camera.framing(project(body, camera)[0], width, height, path.matrices[:, :3, 3], FPS)
+
+
 def dance_row(motion: Motion, beat_times: np.ndarray) -> dict[str, float]:
     row = metrics.summary(motion.positions, FPS, beat_times)
+    framing = pass_framing(motion)
+    row["frame_fill"] = float(np.median(framing.fill))
+    row["in_frame_share"] = float(framing.inside.mean())
     # X-Dancer's 2D beat alignment: BAS on the joints as the pose pass projects them.
     row["bas_2d"] = metrics.beat_alignment_score(projected_joints(motion.positions), FPS, beat_times)
     row["penetration_mean_m"] = metrics.ground_penetration(motion.positions)[1]
@@ -194,6 +216,8 @@ COLUMNS = (
     ("longest_frozen_s", "frozen s (worst)", 2),
     ("root_max_distance_m", "root m", 1),
     ("joint_limit_share", "limit share", 3),
+    ("frame_fill", "2D fill", 2),
+    ("in_frame_share", "2D in frame", 3),
     ("fid_k", "FID_k", 1),
     ("fid_g", "FID_g", 1),
     ("div_k", "Div_k", 2),
