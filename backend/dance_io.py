@@ -12,6 +12,7 @@ NPZ keys (read by the Blender extension with plain numpy):
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -91,12 +92,18 @@ def bvh_text(dance: Dance) -> str:
 
 
 def check_output_path(path: str | Path) -> Path:
-    """UserInputError unless ``path`` names a known format in an existing folder."""
+    """UserInputError unless ``path`` names a file of a known format that can be written: not a
+    folder, in an existing folder this process may write to (checked before any work is done)."""
     path = Path(path)
+    if path.is_dir():
+        raise UserInputError(path, "is a folder, not a file name")
     if path.suffix.lower() not in FORMATS:
         raise UserInputError(path, f"unknown output format '{path.suffix}' (use {', '.join(FORMATS)})")
-    if not path.parent.is_dir():
-        raise UserInputError(path, f"the folder {path.parent} does not exist")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UserInputError(path, f"the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserInputError(path, f"the folder {folder} cannot be written to")
     return path
 
 
@@ -106,6 +113,14 @@ def save_dance(dance: Dance, path: str | Path, extra: dict[str, np.ndarray] | No
     ``extra`` arrays (e.g. the SMPL body's) go into NPZ files only.
     """
     path = check_output_path(path)
+    try:
+        _write(dance, path, extra)
+    except OSError as error:  # a full disk, a folder that went away: nothing was left behind
+        raise UserInputError(path, f"could not be written ({error.strerror or error})") from None
+    return path
+
+
+def _write(dance: Dance, path: Path, extra: dict[str, np.ndarray] | None) -> None:
     suffix = path.suffix.lower()
     with atomic_output(path) as temporary, open(temporary, "wb") as stream:
         if suffix == ".npz":
@@ -115,4 +130,3 @@ def save_dance(dance: Dance, path: str | Path, extra: dict[str, np.ndarray] | No
             stream.write(json.dumps(arrays).encode())
         else:
             stream.write(bvh_text(dance).encode())
-    return path

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from .dance_io import save_dance
+from .dance_io import check_output_path, save_dance
 from .errors import CancelledError, UserInputError
 from .generator import DanceGenerator
 from .music_features import warm_up
@@ -115,6 +115,7 @@ class Service:
                 top_k=int(request.get("top_k", 0)),
                 beat_candidates=int(request.get("beat_candidates", DEFAULT_BEAT_CANDIDATES)),
             )
+            check_output_path(request["out"])  # an output that cannot be written fails before the work
             folder = request.get("smpl_model_folder")
             extra = self.body(str(folder)).arrays() if folder else None  # a bad folder fails before the dance
             dance = generate(

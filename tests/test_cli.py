@@ -102,7 +102,9 @@ def bad_inputs(folder: Path) -> list[tuple[list[str | Path], str]]:
 
     soundfile.write(str(folder / "silent.flac"), np.zeros(44100 * 2, dtype=np.float32), 44100)
     song = write_song(folder / "ok.wav", duration_s=3.0)
+    (folder / "dances.npz").mkdir()
     return [
+        (["generate", song, "--out", folder / "dances.npz"], "dances.npz: is a folder"),
         (["generate", folder / "missing.mp3", "--out", folder / "x.npz"], "missing.mp3: no such file"),
         (["generate", folder / "empty.ogg", "--out", folder / "x.npz"], "empty.ogg: the file is empty"),
         (["generate", folder / "text.wav", "--out", folder / "x.npz"], "text.wav: cannot be decoded as audio"),
@@ -136,3 +138,26 @@ def test_ten_minute_song(python: str, tmp_path: Path) -> None:
     with np.load(out) as data:
         assert data["joint_rotations"].shape == (600 * 24, 24, 4)
         assert np.all(np.isfinite(data["joint_rotations"])) and np.all(np.isfinite(data["root_translation"]))
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_the_work_and_a_failed_write_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from backend import dance_io
+    from backend.errors import UserInputError
+
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only folder (root may write anywhere)
+    with pytest.raises(UserInputError, match="cannot be written to"):
+        dance_io.check_output_path(tmp_path / "x.npz")
+    monkeypatch.undo()
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(dance_io, "dance_arrays", lambda dance: {"fps": np.float64(30.0)})
+    monkeypatch.setattr(dance_io.np, "savez", disk_full)
+    with pytest.raises(UserInputError, match=r"x.npz: could not be written \(No space left on device\)"):
+        dance_io.save_dance(None, tmp_path / "x.npz")  # type: ignore[arg-type]  (the arrays are patched)
+    assert list(tmp_path.iterdir()) == []  # no partial file

@@ -53,6 +53,19 @@ def test_a_job_reports_progress_and_its_result(backend: BackendProcess, click_so
         assert data["joint_rotations"].shape == (8 * 24, 24, 4)
 
 
+def test_an_output_that_is_a_folder_fails_the_job_before_any_work(
+    backend: BackendProcess, click_song: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "dance.npz").mkdir()
+    job = backend.submit(str(click_song), str(tmp_path / "dance.npz"))
+    stages = []
+    while not backend.jobs[job].done:
+        stages += [event["stage"] for event in backend.poll(timeout=0.1) if event.get("event") == "progress"]
+    state = backend.jobs[job]
+    assert state.error is not None and "dance.npz: is a folder" in state.error and "\n" not in state.error
+    assert stages == []  # refused before decoding the song
+
+
 def test_bad_audio_fails_the_job_not_the_backend(backend: BackendProcess, tmp_path: Path) -> None:
     bad = tmp_path / "notes.ogg"
     bad.write_text("not a song")
