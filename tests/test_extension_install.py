@@ -19,6 +19,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .conftest import REPO, write_song
@@ -184,6 +185,20 @@ def test_a_user_installs_the_zip_and_generates_on_a_sound_strip(extension_zip: P
     assert not list(packages.parent.glob("*.partial-*"))
     assert (report["gpu_install"], report["gpu_installed"]) == (["FINISHED"], True)
     assert (report["gpu_remove"], report["gpu_after_remove"]) == (["FINISHED"], False)
+
+    # The bundled backend dances what a developer's backend dances: the same arrays, whatever
+    # the Python (3.11 or 3.13), numpy (1.26 or 2.x) and ONNX Runtime build (CPU or GPU) on each side.
+    developer = os.environ.get("BAILANDO_BACKEND_PYTHON", sys.executable)
+    command = [sys.executable, "-I", "-S", command[3], "--extension", str(extension_dir)]
+    command += ["--user", str(packages.parent.parent), "generate", str(song), "--out", str(work / "bundled.npz")]
+    subprocess.run([*command, "--quiet"], check=True, capture_output=True, env=user_environment(home))
+    subprocess.run(
+        [developer, "-m", "backend", "generate", str(song), "--out", str(work / "developer.npz"), "--quiet"],
+        check=True, capture_output=True, cwd=REPO,
+    )  # fmt: skip
+    with np.load(work / "bundled.npz") as bundled, np.load(work / "developer.npz") as reference:
+        for key in ("joint_rotations", "root_translation", "beat_times"):
+            np.testing.assert_array_equal(bundled[key], reference[key])
 
     # The headless script, run from the installed extension, finds the same backend (installed now).
     out = work / "batch.blend"
