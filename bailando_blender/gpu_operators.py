@@ -107,13 +107,4 @@ class BAILANDO_OT_remove_gpu_runtime(bpy.types.Operator):
 
 
 CLASSES = (BAILANDO_OT_install_gpu_runtime, BAILANDO_OT_remove_gpu_runtime)
-
-
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

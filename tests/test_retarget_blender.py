@@ -43,12 +43,12 @@ def dance(frames: int = FRAMES, seed: int = 3) -> generation.DanceArrays:
     return generation.DanceArrays(30.0, axis_angle_to_quaternion(axis_angles), translation, np.zeros(0), False)
 
 
-def mixamo_rig(scene: bpy.types.Scene) -> bpy.types.Object:
-    """Our skeleton in centimetres with Mixamo's names, A-posed, random rolls, longer legs, scale 0.01."""
-    rig, truth = smpl_like_rig(True, 100.0, 1.1)
-    names = {joint: "mixamorig:" + bone for joint, bone in bone_maps.PRESETS["Mixamo"].items()}
+def armature_from(scene, rig, truth: dict[int, int], names: dict[str, str], prefix: str, change=None):
+    """An armature object with ``rig``'s bones (rest matrices turned by ``change``, 4 x 4),
+    named by ``names`` (SMPL joint -> bone name), left in edit mode; returns (object, edit bones)."""
     from mathutils import Matrix
 
+    change = np.eye(4) if change is None else change
     data = bpy.data.armatures.new("Character")
     obj = bpy.data.objects.new("Character", data)
     scene.collection.objects.link(obj)
@@ -58,13 +58,21 @@ def mixamo_rig(scene: bpy.types.Scene) -> bpy.types.Object:
     created = {}
     for bone, parent in enumerate(rig.parents):
         joint = JOINT_NAMES[joint_of[bone]]
-        edit = data.edit_bones.new(names.get(joint, f"mixamorig:Extra_{joint}"))
+        edit = data.edit_bones.new(names.get(joint, f"{prefix}Extra_{joint}"))
         edit.head, edit.tail = (0, 0, 0), (0, 10, 0)
-        edit.matrix = Matrix(rig.rest[bone].tolist())
+        edit.matrix = Matrix((change @ rig.rest[bone]).tolist())
         edit.length = 8.0
         if parent >= 0:
             edit.parent = created[parent]
         created[bone] = edit
+    return obj, created
+
+
+def mixamo_rig(scene: bpy.types.Scene) -> bpy.types.Object:
+    """Our skeleton in centimetres with Mixamo's names, A-posed, random rolls, longer legs, scale 0.01."""
+    rig, truth = smpl_like_rig(True, 100.0, 1.1)
+    names = {joint: "mixamorig:" + bone for joint, bone in bone_maps.PRESETS["Mixamo"].items()}
+    obj, _ = armature_from(scene, rig, truth, names, "mixamorig:")
     bpy.ops.object.mode_set(mode="OBJECT")
     obj.scale = (0.01, 0.01, 0.01)
     obj.location = (2.0, 1.0, 0.0)
@@ -432,28 +440,14 @@ CHECK_LIMBS = ((1, 4), (2, 5), (4, 7), (5, 8), (16, 18), (17, 19), (18, 20), (19
 def named_character(scene, preset: str, y_up_inside: bool, prefix: str = "") -> bpy.types.Object:
     """Our skeleton in centimetres, A-posed, random rolls, with ``preset``'s bone names and an
     end bone on the head (as exporters write them), at scale 0.01, facing -Y in the world."""
-    from mathutils import Matrix, Vector
+    from mathutils import Vector
 
     rig, truth = smpl_like_rig(True, 100.0, 1.05)
     names = {joint: prefix + bone for joint, bone in bone_maps.PRESETS[preset].items()}
     change = np.eye(4)
     change[:3, :3] = Y_UP_INSIDE if y_up_inside else np.eye(3)
-    data = bpy.data.armatures.new("Character")
-    obj = bpy.data.objects.new("Character", data)
-    scene.collection.objects.link(obj)
-    bpy.context.view_layer.objects.active = obj
-    bpy.ops.object.mode_set(mode="EDIT")
-    joint_of = {bone: joint for joint, bone in truth.items()}
-    created = {}
-    for bone, parent in enumerate(rig.parents):
-        joint = JOINT_NAMES[joint_of[bone]]
-        edit = data.edit_bones.new(names.get(joint, f"{prefix}Extra_{joint}"))
-        edit.head, edit.tail = (0, 0, 0), (0, 10, 0)
-        edit.matrix = Matrix((change @ rig.rest[bone]).tolist())
-        edit.length = 8.0
-        if parent >= 0:
-            edit.parent = created[parent]
-        created[bone] = edit
+    obj, created = armature_from(scene, rig, truth, names, prefix, change)
+    data = obj.data
     head = created[truth[15]]
     end = data.edit_bones.new(f"{prefix}HeadTop_End")
     end.head = head.head + Vector((change[:3, :3] @ [0.0, 0.0, 20.0]).tolist())  # the crown
