@@ -84,3 +84,19 @@ def test_shared_modules_import_without_scipy_torch_or_bpy() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_panel_says_what_a_first_start_is_doing() -> None:
+    from bailando_blender import backend_manager
+    from bailando_blender.backend_client import BackendProcess
+
+    backend = BackendProcess(["unused"], state="starting")
+    backend_manager._backend = backend
+    try:
+        assert backend_manager.describe() == ("starting", "Backend: starting (loading the generator)")
+        backend._apply({"event": "installing", "fraction": 0.4, "packages": 31})
+        assert backend_manager.describe() == ("starting", "Backend: first start, installing its packages offline (40%)")
+        backend._apply({"event": "ready", "protocol": 1, "device": "cpu", "trained": True})
+        assert backend_manager.describe() == ("ready", "Backend: ready on cpu")
+    finally:
+        backend_manager._backend = None

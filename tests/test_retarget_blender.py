@@ -513,6 +513,7 @@ CHARACTERS = {
     ),
     "mixamo glb, z-up": ("Mixamo", "mixamorig:", False, ".glb", {}),
     "vrm (vroid) glb": ("VRoid", "", True, ".glb", {}),
+    "vrm humanoid names glb": ("VRM humanoid", "", True, ".glb", {}),
     "mpfb game engine fbx": ("Unreal UE4 / MPFB game engine", "", False, ".fbx", {}),
 }
 
