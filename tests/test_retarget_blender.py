@@ -271,7 +271,7 @@ def test_the_generate_operator_bakes_a_rigify_rig_across_timer_ticks(scene, monk
 
     def operator() -> SimpleNamespace:
         fake = SimpleNamespace(backend=backend, job="job", plan=generation.arrays_plan(arrays, rig.name), keying=None)
-        fake.stop = lambda context, message, failed, cancelled=False: (message, failed, cancelled)
+        fake.stop = lambda context, message, failed, cancelled=False, warning=False: (message, failed, cancelled)
         return fake
 
     state = SimpleNamespace(cancel_requested=False, progress=0.0, stage="")
@@ -289,7 +289,8 @@ def test_the_generate_operator_bakes_a_rigify_rig_across_timer_ticks(scene, monk
     ticks = 0
     while (outcome := Generate.step(fake, bpy.context, state)) == {"RUNNING_MODAL"}:
         ticks += 1
-    assert outcome == (f"Keyed {FRAMES} frames on {rig.name}", False, False) and ticks == FRAMES - 1
+    assert outcome[0].startswith(f"Keyed {FRAMES} frames on {rig.name}; limbs within") and ticks == FRAMES - 1
+    assert outcome[1:] == (False, False)
     assert set(bpy.data.actions.keys()) - actions == {"Dance arrays seed 0"}
 
 
