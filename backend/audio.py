@@ -18,6 +18,7 @@ SILENCE_PEAK = 1e-4
 MIN_DURATION_S = 1.0
 # Samples decoded at a time, so that a long song is never held twice in stereo.
 DECODE_BLOCK = 1 << 20
+SALVAGE_BLOCK = 1 << 12  # samples read at a time from a file that failed part-way
 # A long song is decoded in parts by up to this many threads, capped by the cores (libsndfile
 # lets go of the GIL). A 3-minute Ogg Vorbis song on a 16-core host: 0.14-0.16 s with 8 parts
 # against 0.18-0.23 s with 4 (three runs each, alternating; 2026-12-03).
@@ -27,6 +28,30 @@ PARALLEL_DECODE_MIN_S = 20.0
 # (format, subtype) of files whose seeks land on the exact sample, so that parts decoded
 # apart join into the very samples of one pass (tested). MP3's do not (1e-7 apart): one pass.
 EXACT_SEEK = {("WAV", None), ("WAVEX", None), ("AIFF", None), ("FLAC", None), ("OGG", "VORBIS")}
+# The first bytes of the containers libsndfile reads (WAV, RF64, AIFF, FLAC, Ogg, CAF, AU,
+# Wave64) and of MP3 with an ID3 tag; bytes read to tell a file's kind before decoding it.
+AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"FORM", b"fLaC", b"OggS", b"caff", b".snd", b"riff", b"ID3")
+SNIFF_BYTES = 4096
+TEXT_SHARE = 0.95  # of the first bytes printable ASCII or whitespace: a text file, not audio
+# A file that decodes to less than this share of what its header claims is a cut-off file.
+TRUNCATED_SHARE = 0.9
+
+
+def sniffed_problem(path: Path) -> str | None:
+    """Why the file is plainly not audio, from its first bytes, or None (let the decoder try):
+    text (notes saved as .mp3), or a .mp3 with neither an ID3 tag nor an MPEG frame header.
+    MP3's decoder reads anything it is given and prints its complaints on stderr."""
+    with open(path, "rb") as stream:
+        head = stream.read(SNIFF_BYTES)
+    if head.startswith(AUDIO_MAGIC):
+        return None
+    printable = sum(32 <= byte < 127 or byte in (9, 10, 13) for byte in head)
+    if printable >= TEXT_SHARE * len(head):
+        return "is a text file, not audio (wav, ogg, flac or mp3)"
+    frame_sync = any(a == 0xFF and b & 0xE0 == 0xE0 for a, b in itertools.pairwise(head))
+    if path.suffix.lower() == ".mp3" and not frame_sync:
+        return "is not an MP3 file (no MP3 header in its first 4 KB)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -35,12 +60,24 @@ class Song:
 
     samples: (N,) float32 mono at ``sample_rate`` Hz, full scale 1.0.
     duration_s: the length of the original file, seconds.
+    claimed_s: the length the file's header claims for the span, seconds (more than
+    ``duration_s`` for a cut-off file).
     """
 
     path: Path
     samples: np.ndarray
     sample_rate: int
     duration_s: float
+    claimed_s: float | None = None
+
+    def warning(self) -> str | None:
+        """One line for the user when the file is cut off, else None."""
+        if self.claimed_s is None or self.duration_s >= TRUNCATED_SHARE * self.claimed_s:
+            return None
+        return (
+            f"{self.path}: decodes to {self.duration_s:.1f} s of the {self.claimed_s:.1f} s its header claims "
+            "(a cut-off file?); danced as far as it goes"
+        )
 
 
 def sample_span(path: Path, total: int, rate: int, start_s: float, end_s: float | None) -> tuple[int, int]:
@@ -75,10 +112,57 @@ def decode_into(path: Path, first: int, out: np.ndarray) -> int:
     with soundfile.SoundFile(str(path)) as audio_file:
         audio_file.seek(first)
         written = 0
-        for block in audio_file.blocks(blocksize=DECODE_BLOCK, frames=len(out), dtype="float32", always_2d=True):
-            block.mean(axis=1, dtype=np.float32, out=out[written : written + len(block)])
-            written += len(block)
+        blocks = audio_file.blocks(blocksize=DECODE_BLOCK, frames=len(out), dtype="float32", always_2d=True)
+        try:
+            for block in blocks:
+                block.mean(axis=1, dtype=np.float32, out=out[written : written + len(block)])
+                written += len(block)
+        except (soundfile.LibsndfileError, RuntimeError):
+            # A cut-off file (a FLAC decoder losing sync where the data stops): what came before
+            # it, read again in small blocks so that a failing large read loses little.
+            written = salvage(path, first, out)
+            if written == 0:
+                raise
     return written
+
+
+def salvage(path: Path, first: int, out: np.ndarray) -> int:
+    """Like ``decode_into``, in blocks of SALVAGE_BLOCK samples, stopping at the first that fails."""
+    import soundfile
+
+    written = 0
+    with soundfile.SoundFile(str(path)) as audio_file:
+        audio_file.seek(first)
+        try:
+            for block in audio_file.blocks(blocksize=SALVAGE_BLOCK, frames=len(out), dtype="float32", always_2d=True):
+                block.mean(axis=1, dtype=np.float32, out=out[written : written + len(block)])
+                written += len(block)
+        except (soundfile.LibsndfileError, RuntimeError):
+            pass
+    return written
+
+
+def wav_claimed_frames(path: Path) -> int | None:
+    """The sample frames a WAV file's header claims (its data chunk's size), or None when the
+    file is no RIFF WAV. libsndfile reports what is there, so a cut-off WAV looks whole to it."""
+    with open(path, "rb") as stream:
+        header = stream.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return None
+        block_align = None
+        while chunk := stream.read(8):
+            if len(chunk) < 8:
+                return None
+            name, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if name == b"fmt ":
+                fmt = stream.read(size)
+                block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else None
+                stream.seek(size % 2, 1)
+            elif name == b"data":
+                return size // block_align if block_align else None
+            else:
+                stream.seek(size + size % 2, 1)
+    return None
 
 
 def load_song(path: str | Path, sample_rate: int, start_s: float = 0.0, end_s: float | None = None) -> Song:
@@ -96,6 +180,9 @@ def load_song(path: str | Path, sample_rate: int, start_s: float = 0.0, end_s: f
         raise UserInputError(path, "is a folder, not an audio file")
     if path.stat().st_size == 0:
         raise UserInputError(path, "the file is empty")
+    problem = sniffed_problem(path)
+    if problem is not None:
+        raise UserInputError(path, problem)
     try:
         with soundfile.SoundFile(str(path)) as audio_file:
             source_rate = audio_file.samplerate
@@ -124,4 +211,19 @@ def load_song(path: str | Path, sample_rate: int, start_s: float = 0.0, end_s: f
         import librosa  # heavy (numba): not needed to refuse a bad file
 
         mono = librosa.resample(mono, orig_sr=source_rate, target_sr=sample_rate, res_type="soxr_hq")
-    return Song(path=path, samples=mono.astype(np.float32, copy=False), sample_rate=sample_rate, duration_s=duration_s)
+    return Song(
+        path=path,
+        samples=mono.astype(np.float32, copy=False),
+        sample_rate=sample_rate,
+        duration_s=duration_s,
+        claimed_s=claimed_span(path, count, source_rate, start_s, end_s) / source_rate,
+    )
+
+
+def claimed_span(path: Path, count: int, rate: int, start_s: float, end_s: float | None) -> int:
+    """The span's length in samples as the file's header claims it (``count``, libsndfile's,
+    unless a WAV's data chunk claims more)."""
+    claimed = wav_claimed_frames(path) if path.suffix.lower() in (".wav", ".wave") else None
+    if claimed is None:
+        return count
+    return max(count, sample_span(path, claimed, rate, start_s, end_s)[1])

@@ -91,6 +91,8 @@ def run_generate(args: argparse.Namespace) -> int:
     save_dance(dance, args.out)
     if not args.quiet:
         sys.stderr.write("\n")
+    if dance.warning is not None:
+        sys.stderr.write(f"warning: {dance.warning}\n")
     note = "" if dance.trained else " (untrained networks)"
     print(
         f"{args.out}: {dance.num_frames} frames at {dance.fps:g} fps, {dance.duration_s:.1f} s, "

@@ -59,6 +59,7 @@ class MusicFeatures:
     features: (T, FEATURE_DIM) float32, one row per frame at ``fps``; T = round(duration * fps).
     beat_times: (B,) seconds from the song's start.
     tempo_bpm: the tracker's global tempo estimate, beats per minute.
+    warning: one line for the user about the song (a cut-off file), or None.
     """
 
     features: np.ndarray
@@ -66,6 +67,7 @@ class MusicFeatures:
     tempo_bpm: float
     duration_s: float
     fps: int = FPS
+    warning: str | None = None
 
     @property
     def num_frames(self) -> int:
@@ -181,7 +183,10 @@ def estimate_tuning(power: np.ndarray, pool: ThreadPoolExecutor) -> Future[float
         # As librosa: the pitches of peaks at least as strong as the median peak (a histogram
         # of them, so their order does not matter).
         threshold = np.median(magnitude) if magnitude.size else 0.0
-        return float(librosa.pitch_tuning(pitch[magnitude >= threshold], bins_per_octave=N_CHROMA))
+        selected = pitch[magnitude >= threshold]
+        if not np.any(selected):  # librosa's answer for no pitches, without its warning for the user
+            return 0.0
+        return float(librosa.pitch_tuning(selected, bins_per_octave=N_CHROMA))
 
     return pool.submit(tuning)
 
@@ -233,6 +238,7 @@ def compute_features(song: Song) -> MusicFeatures:
         beat_times=beat_frames.astype(np.float64) / FPS,
         tempo_bpm=float(np.atleast_1d(tempo)[0]),
         duration_s=song.duration_s,
+        warning=song.warning(),
     )
 
 

@@ -70,6 +70,7 @@ class Dance:
     duration_s: float
     seed: int
     trained: bool
+    warning: str | None = None  # one line for the user about the song (a cut-off file)
 
     @property
     def num_frames(self) -> int:
@@ -242,4 +243,5 @@ def generate(
         duration_s=music.duration_s,
         seed=sampling.seed,
         trained=generator.trained,
+        warning=music.warning,
     )

@@ -17,7 +17,7 @@ Events (stdout):
   {"event": "accepted", "job": ID}
   {"event": "progress", "job": ID, "fraction": 0.42, "stage": "tokens"}
   {"event": "result", "job": ID, "out": PATH, "frames": T, "fps": 30.0, "tempo_bpm": 120.0,
-   "beats": B, "duration_s": 12.3, "trained": false}
+   "beats": B, "duration_s": 12.3, "trained": false}  (and "warning": "one line" for a cut-off file)
   {"event": "failed", "job": ID, "error": "one line for the user"}
   {"event": "cancelled", "job": ID}
   {"event": "status", "busy": ID or null, "queued": [ID, ...]}
@@ -153,6 +153,7 @@ class Service:
             beats=len(dance.beat_times),
             duration_s=dance.duration_s,
             trained=dance.trained,
+            **({"warning": dance.warning} if dance.warning is not None else {}),
         )
 
     def body(self, folder: str) -> SmplBody:

@@ -195,6 +195,8 @@ def save(
     os.replace(partial, target)
     report = f"{target}: {rig.name}, frames {scene.frame_start}-{scene.frame_end} at {scene.render.fps} fps"
     limb_error = generation.limb_error_of(rig)
+    if generation.song_warning_of(rig):
+        sys.stderr.write(f"warning: {generation.song_warning_of(rig)}\n")
     if generation.is_poor_retarget(limb_error):
         sys.stderr.write(f"warning: {rig.name}: {generation.retarget_words(limb_error)}\n")
     elif limb_error is not None:

@@ -34,6 +34,7 @@ DEFAULT_STAGE_RADIUS_M = 3.0  # metres the dancer's slow path may wander (0: fre
 DEFAULT_BEAT_CANDIDATES = 8  # continuations beat search tries per chunk; the backend's DEFAULT_BEAT_CANDIDATES
 RETARGET_CHECK_EVERY = 10  # frames: the retarget's limb check samples one frame in this many
 RETARGET_ERROR_PROPERTY = "bailando_limb_error_deg"  # on a retargeted dance's action: its mean limb angle
+SONG_WARNING_PROPERTY = "bailando_song_warning"  # on a dance's action: the backend's warning about its song
 FPS_TOLERANCE = 1e-6  # relative: the backend must return the scene's frame rate
 
 
@@ -126,6 +127,12 @@ def limb_error_of(rig: bpy.types.Object) -> float | None:
     action = rig.animation_data.action if rig.animation_data is not None else None
     value = action.get(RETARGET_ERROR_PROPERTY) if action is not None else None
     return None if value is None else float(value)
+
+
+def song_warning_of(rig: bpy.types.Object) -> str:
+    """The backend's warning about the song of the rig's current dance (a cut-off file), or ""."""
+    action = rig.animation_data.action if rig.animation_data is not None else None
+    return str(action.get(SONG_WARNING_PROPERTY, "")) if action is not None else ""
 
 
 def is_poor_retarget(limb_error: float | None) -> bool:
@@ -341,7 +348,10 @@ def finish_job_steps(
     scratch folder goes either way, also when the generator is closed early."""
     try:
         dance = read_dance(str(result.get("out", plan.out_path)), plan.span.fps)
-        return (yield from apply_dance_steps(context, plan, dance))
+        rig = yield from apply_dance_steps(context, plan, dance)
+        if result.get("warning"):  # about the song (a cut-off file): kept with the dance it made
+            rig.animation_data.action[SONG_WARNING_PROPERTY] = str(result["warning"])
+        return rig
     finally:
         plan.clean_up()
 

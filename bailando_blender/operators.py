@@ -24,9 +24,14 @@ def start_backend(context: bpy.types.Context) -> BackendProcess:
 
 
 def keyed_message(done: str, rig: bpy.types.Object) -> str:
-    """What Generate says when it is done: with the retargeting's limb check on other rigs."""
-    words = generation.retarget_words(generation.limb_error_of(rig))
-    return f"{done}; {words}" if words else done
+    """What Generate says when it is done: with the retargeting's limb check on other rigs, and
+    the backend's warning about the song."""
+    words = [done, generation.retarget_words(generation.limb_error_of(rig)), generation.song_warning_of(rig)]
+    return "; ".join(word for word in words if word)
+
+
+def warns(rig: bpy.types.Object) -> bool:
+    return generation.is_poor_retarget(generation.limb_error_of(rig)) or bool(generation.song_warning_of(rig))
 
 
 def redraw_panels(context: bpy.types.Context) -> None:
@@ -78,7 +83,7 @@ class BAILANDO_OT_generate_dance(bpy.types.Operator):
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         state.message = keyed_message(f"Keyed on {rig.name}", rig)
-        if generation.is_poor_retarget(generation.limb_error_of(rig)):
+        if warns(rig):
             self.report({"WARNING"}, state.message)
         return {"FINISHED"}
 
@@ -158,8 +163,7 @@ class BAILANDO_OT_generate_dance(bpy.types.Operator):
         except StopIteration as done:
             rig = done.value
             keyed = keyed_message(f"Keyed {job.result.get('frames', '?')} frames on {rig.name}", rig)
-            poor = generation.is_poor_retarget(generation.limb_error_of(rig))
-            return self.stop(context, keyed, failed=False, warning=poor)
+            return self.stop(context, keyed, failed=False, warning=warns(rig))
         state.progress, state.stage = fraction, "baking onto the Rigify controls (ESC cancels)"
         context.window_manager.progress_update(fraction)
         redraw_panels(context)

@@ -415,3 +415,15 @@ def test_every_icon_the_extension_names_exists_in_this_blender() -> None:
     for path in (REPO / "bailando_blender").glob("*.py"):
         named |= set(re.findall(r'icon="([A-Z_0-9]+)"', path.read_text()))
     assert named - known == set()
+
+
+def test_a_cut_off_song_is_danced_and_the_panel_says_so(scene: bpy.types.Scene, song: Path, tmp_path: Path) -> None:
+    # Put on the timeline as a strip, Blender shows the file as long as it decodes; chosen as a
+    # file, the dance is asked for all its header claims.
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(song.read_bytes()[: song.stat().st_size // 2])
+    settings = scene.bailando
+    settings.audio_source, settings.audio_file = "FILE", str(cut)
+    assert bpy.ops.bailando.generate_dance() == {"FINISHED"}
+    message = bpy.context.window_manager.bailando_job.message
+    assert message.startswith("Keyed on SMPL Dancer; ") and "its header claims (a cut-off file?)" in message

@@ -98,6 +98,7 @@ def test_same_seed_same_file_other_seed_other_dance(python: str, click_song: Pat
 def bad_inputs(folder: Path) -> list[tuple[list[str | Path], str]]:
     (folder / "empty.ogg").write_bytes(b"")
     (folder / "text.wav").write_text("not audio\n" * 100)
+    (folder / "notes.mp3").write_text("these are my dance notes, not audio\n" * 20)  # mpg123 would print notes
     import soundfile
 
     soundfile.write(str(folder / "silent.flac"), np.zeros(44100 * 2, dtype=np.float32), 44100)
@@ -107,7 +108,8 @@ def bad_inputs(folder: Path) -> list[tuple[list[str | Path], str]]:
         (["generate", song, "--out", folder / "dances.npz"], "dances.npz: is a folder"),
         (["generate", folder / "missing.mp3", "--out", folder / "x.npz"], "missing.mp3: no such file"),
         (["generate", folder / "empty.ogg", "--out", folder / "x.npz"], "empty.ogg: the file is empty"),
-        (["generate", folder / "text.wav", "--out", folder / "x.npz"], "text.wav: cannot be decoded as audio"),
+        (["generate", folder / "text.wav", "--out", folder / "x.npz"], "text.wav: is a text file, not audio"),
+        (["generate", folder / "notes.mp3", "--out", folder / "x.npz"], "notes.mp3: is a text file, not audio"),
         (["generate", folder / "silent.flac", "--out", folder / "x.npz"], "silent.flac: is silent"),
         (["generate", song, "--out", folder / "x.txt"], "x.txt: unknown output format"),
         (["generate", song, "--out", folder / "nowhere" / "x.npz"], "does not exist"),
@@ -161,3 +163,13 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_work_and_a_faile
     with pytest.raises(UserInputError, match=r"x.npz: could not be written \(No space left on device\)"):
         dance_io.save_dance(None, tmp_path / "x.npz")  # type: ignore[arg-type]  (the arrays are patched)
     assert list(tmp_path.iterdir()) == []  # no partial file
+
+
+def test_a_cut_off_song_dances_with_one_warning(python: str, tmp_path: Path) -> None:
+    whole = write_song(tmp_path / "whole.wav", duration_s=6.0)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # a download that stopped half-way
+    result = run_cli(python, "generate", cut, "--out", tmp_path / "x.npz", "--quiet", "--beat-candidates", "1")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {cut}: decodes to 3.0 s of the 6.0 s"), result.stderr

@@ -85,7 +85,8 @@ def write_bytes(path: Path, data: bytes) -> Path:
     [
         (lambda d: d / "missing.ogg", "no such file"),
         (lambda d: write_bytes(d / "empty.wav", b""), "the file is empty"),
-        (lambda d: write_bytes(d / "notes.mp3", b"these are my dance notes, not audio\n" * 20), "cannot be decoded"),
+        (lambda d: write_bytes(d / "notes.mp3", b"these are my dance notes, not audio\n" * 20), "is a text file"),
+        (lambda d: write_bytes(d / "junk.mp3", bytes(range(128)) * 40), "is not an MP3 file"),
         (lambda d: write_bytes(d / "cut.ogg", (EXAMPLE_SONG.read_bytes()[:3000])), "cannot be decoded"),
         (lambda d: d, "is a folder"),
     ],
@@ -221,3 +222,24 @@ def test_numba_cache_is_kept_per_environment(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(metadata, "version", other_numpy)
     other = mf.numba_cache_key()
     assert other != here and "numpy9.9.9" in other and "llvmlitenone" in other
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_a_cut_off_file_dances_as_far_as_it_goes_with_one_warning(tmp_path: Path, suffix: str) -> None:
+    whole = write_song(tmp_path / f"whole{suffix}", duration_s=10.0)
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])  # a download that stopped
+    song = load_song(cut, mf.SAMPLE_RATE)
+    assert 5.0 < song.duration_s < 7.0 and song.claimed_s == pytest.approx(10.0)
+    warning = song.warning()
+    assert warning is not None and "\n" not in warning and str(cut) in warning and "10.0 s its header claims" in warning
+    assert load_song(whole, mf.SAMPLE_RATE).warning() is None
+
+
+def test_no_pitch_at_all_gives_librosas_tuning_without_its_warning() -> None:
+    import warnings
+
+    power = np.zeros((1 + mf.N_FFT // 2, 40))
+    with warnings.catch_warnings(), mf.ThreadPoolExecutor(max_workers=mf.TUNING_THREADS) as pool:
+        warnings.simplefilter("error")
+        assert mf.estimate_tuning(power, pool).result() == 0.0
