@@ -52,11 +52,16 @@ def backend_command(python: str, device: str = "auto", runtime: str = "auto") ->
         raise ValueError("the backend's Python is not set (extension preferences, or --backend-python)")
     if not os.path.isfile(python) or not os.access(python, os.X_OK):
         raise ValueError(f"the backend's Python {python} does not exist or cannot run")
+    check_options(device, runtime)
+    return [python, "-m", "backend", "serve", "--device", device, "--runtime", runtime]
+
+
+def check_options(device: str, runtime: str) -> None:
+    """ValueError (one line) unless the backend knows ``device`` and ``runtime``."""
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device}")
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime}")
-    return [python, "-m", "backend", "serve", "--device", device, "--runtime", runtime]
 
 
 def choose_command(
@@ -66,8 +71,7 @@ def choose_command(
     $BAILANDO_BACKEND_PYTHON) first, else the runtime bundled in this extension, run on
     ``python`` (Blender's own) with its packages in ``user_dir()``, else a checkout's ``.venv``."""
     if not chosen_python and not os.environ.get(BACKEND_PYTHON_ENV) and is_bundled():
-        if device not in DEVICES or runtime not in RUNTIMES:
-            return backend_command(python, device, runtime)  # the same one-line refusal
+        check_options(device, runtime)
         return bundled_runtime.backend_command(python, EXTENSION_DIR, user_dir(), device, runtime)
     return backend_command(chosen_python or default_backend_python(), device, runtime)
 

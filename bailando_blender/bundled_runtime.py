@@ -40,7 +40,7 @@ PACKAGES_FOLDER = "packages"  # under the extension's user folder: <tag>-<bundle
 GPU_FOLDER = "gpu"  # under the extension's user folder: <tag>/ per Python
 COMPLETE_MARKER = ".complete"  # written last: a folder without it is an interrupted install
 ADDON_PACKAGE = "bailando_blender"  # the name the backend imports the shared core by
-# The GPU runtime from the package index: ONNX Runtime's GPU build with the CUDA 12 and cuDNN 9
+# The GPU runtime from the package index: ONNX Runtime's GPU build with the CUDA 13 and cuDNN 9
 # wheels it names as its extras (the same pins as the project's `cuda` extra).
 GPU_REQUIREMENT = "onnxruntime-gpu[cuda,cudnn]==1.31.1"
 GPU_PLATFORMS = ("linux-x64", "windows-x64")  # where ONNX Runtime's GPU build exists
@@ -161,13 +161,18 @@ def install_into(
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def pip_install_command(python: str, extension_dir: Path, target: Path, *arguments: str) -> list[str]:
+    """``pip install`` of wheels only into ``target``, quietly enough for a progress line a file."""
+    return [
+        *pip_command(python, extension_dir), "install", "--only-binary", ":all:", "--no-compile",
+        "--progress-bar", "off", "--target", str(target), *arguments,
+    ]  # fmt: skip
+
+
 def bundle_install_command(python: str, extension_dir: Path, tag: str, target: Path) -> list[str]:
     wheels = bundle_wheels(extension_dir, tag)
-    return [
-        *pip_command(python, extension_dir), "install", "--no-index", "--find-links", str(wheels[0].parent),
-        "--only-binary", ":all:", "--no-compile", "--progress-bar", "off", "--target", str(target),
-        *map(str, wheels),
-    ]  # fmt: skip
+    folder = str(extension_dir / WHEELS_FOLDER / tag)
+    return pip_install_command(python, extension_dir, target, "--no-index", "--find-links", folder, *map(str, wheels))
 
 
 def ensure_packages(extension_dir: Path, user_dir: Path, report: Callable[[dict], None]) -> Path:
@@ -209,11 +214,8 @@ def ensure_packages(extension_dir: Path, user_dir: Path, report: Callable[[dict]
 def gpu_install_command(python: str, extension_dir: Path, staging: Path, find_links: str = "") -> list[str]:
     """pip installing the GPU runtime into ``staging`` from the package index, or from the local
     folder of wheels ``find_links`` (the tests, or an offline machine with the wheels at hand)."""
-    source = ["--no-index", "--find-links", find_links] if find_links else []
-    return [
-        *pip_command(python, extension_dir), "install", *source, "--only-binary", ":all:", "--no-compile",
-        "--progress-bar", "off", "--retries", "1", "--timeout", "15", "--target", str(staging), GPU_REQUIREMENT,
-    ]  # fmt: skip
+    source = ["--no-index", "--find-links", find_links] if find_links else ["--retries", "1", "--timeout", "15"]
+    return pip_install_command(python, extension_dir, staging, *source, GPU_REQUIREMENT)
 
 
 def project_name(entry: str) -> str:
