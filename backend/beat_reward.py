@@ -68,66 +68,97 @@ class RewardWeights:
             raise ValueError(f"slow_joints must be 'all' or 'legs', got {self.slow_joints!r}")
 
 
-def floor_height(positions: np.ndarray) -> float:
-    """The floor under (T, 24, 3) joint positions: the FLOOR_PERCENTILE of the lowest joint's height."""
-    return float(np.percentile(positions[..., 1].min(axis=1), FLOOR_PERCENTILE))
+def floor_height(positions: np.ndarray) -> np.ndarray | float:
+    """The floor under (..., T, 24, 3) joint positions: the FLOOR_PERCENTILE of the lowest joint's
+    height over T (a float for one dance, (...,) for dances side by side)."""
+    floor = np.percentile(positions[..., 1].min(axis=-1), FLOOR_PERCENTILE, axis=-1)
+    return float(floor) if np.ndim(floor) == 0 else floor
+
+
+def motion_beats(positions: np.ndarray) -> np.ndarray:
+    """(..., F, 24, 3) positions at FPS -> (..., F) bool: the frames of the local minima of the
+    smoothed mean joint speed."""
+    speed = np.linalg.norm(np.diff(positions, axis=-3), axis=-1).mean(axis=-1)
+    smooth = gaussian_filter1d(speed, KINETIC_SMOOTHING_FRAMES, axis=-1)
+    minima = np.zeros(positions.shape[:-2], dtype=bool)  # frame f: the speed from frame f to f + 1
+    minima[..., 1 : speed.shape[-1] - 1] = (smooth[..., 1:-1] < smooth[..., :-2]) & (
+        smooth[..., 1:-1] < smooth[..., 2:]
+    )
+    return minima
 
 
 def motion_beat_frames(positions: np.ndarray) -> np.ndarray:
-    """Frames (at FPS) of the local minima of the smoothed mean joint speed."""
-    speed = np.linalg.norm(np.diff(positions, axis=0), axis=-1).mean(axis=1)
-    smooth = gaussian_filter1d(speed, KINETIC_SMOOTHING_FRAMES)
-    return np.flatnonzero((smooth[1:-1] < smooth[:-2]) & (smooth[1:-1] < smooth[2:])) + 1
+    """Frames (at FPS) of the local minima of the smoothed mean joint speed of (F, 24, 3) positions."""
+    return np.flatnonzero(motion_beats(positions))
+
+
+def per_step(values: np.ndarray, step_of: np.ndarray, steps: int) -> np.ndarray:
+    """(B, F) per-frame values -> (B, steps) sums over each step's frames (frame f in step_of[f]),
+    each summed in frame order."""
+    rows = values.shape[0]
+    bins = (np.arange(rows)[:, None] * steps + step_of[None, :]).ravel()
+    return np.bincount(bins, values.ravel().astype(np.float64), rows * steps).reshape(rows, steps)
 
 
 def step_rewards(
     positions: np.ndarray, music_beats: np.ndarray, frames_per_token: int, weights: RewardWeights
 ) -> tuple[np.ndarray, dict[str, float]]:
     """positions (F, 24, 3) at FPS, music_beats (F,) bool -> (F // frames_per_token,) rewards and their parts."""
-    frames = positions.shape[0]
+    rewards, parts = batch_step_rewards(positions[None], music_beats, frames_per_token, weights)
+    return rewards[0], {name: float(value[0]) for name, value in parts.items()}
+
+
+def batch_step_rewards(
+    positions: np.ndarray, music_beats: np.ndarray, frames_per_token: int, weights: RewardWeights
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``step_rewards`` of B dances side by side: positions (B, F, 24, 3) at FPS, music_beats (F,)
+    bool -> (B, F // frames_per_token) rewards and their parts, each (B,)."""
+    rows, frames = positions.shape[:2]
     steps = frames // frames_per_token
     step_of = np.minimum(np.arange(frames) // frames_per_token, steps - 1)
-    motion = motion_beat_frames(positions)
+    frames_per_step = np.bincount(step_of, minlength=steps)
+    motion = motion_beats(positions)  # (B, F)
     beats = np.flatnonzero(music_beats[:frames])
+    frame_numbers = np.arange(frames)
 
-    hit = np.zeros(steps)
-    if beats.size and motion.size:
-        distance = np.abs(beats[:, None] - motion[None, :]).min(axis=1)
-        np.add.at(hit, step_of[beats], np.exp(-(distance**2) / (2 * HIT_SIGMA_FRAMES**2)))
-    offbeat = np.zeros(steps)
-    if motion.size:
-        if beats.size:
-            far = np.abs(motion[:, None] - beats[None, :]).min(axis=1) > OFFBEAT_FRAMES
-        else:
-            far = np.ones(motion.size, dtype=bool)
-        np.add.at(offbeat, step_of[motion[far]], 1.0)
+    # Each music beat's distance to the nearest motion beat of each dance (inf with none).
+    hit_frames = np.zeros((rows, frames))
+    if beats.size:
+        apart = np.abs(beats[:, None] - frame_numbers[None, :]).astype(np.float64)  # (beats, F)
+        distance = np.where(motion[:, None, :], apart[None], np.inf).min(axis=-1)  # (B, beats)
+        hit_frames[:, beats] = np.exp(-(distance**2) / (2 * HIT_SIGMA_FRAMES**2))
+    hit = per_step(hit_frames, step_of, steps)
+    if beats.size:
+        far_from_beats = np.abs(frame_numbers[:, None] - beats[None, :]).min(axis=1) > OFFBEAT_FRAMES
+    else:
+        far_from_beats = np.ones(frames, dtype=bool)
+    offbeat = per_step((motion & far_from_beats).astype(np.float64), step_of, steps)
 
-    jerk = np.zeros(frames)
-    jerk[3:] = np.linalg.norm(np.diff(positions, n=3, axis=0), axis=-1).mean(axis=1) * FPS**3
-    step_jerk = np.bincount(step_of, jerk, steps) / np.bincount(step_of, minlength=steps)
+    jerk = np.zeros((rows, frames))
+    jerk[:, 3:] = np.linalg.norm(np.diff(positions, n=3, axis=1), axis=-1).mean(axis=-1) * FPS**3
+    step_jerk = per_step(jerk, step_of, steps) / frames_per_step
 
-    feet = positions[:, list(FOOT_JOINTS)]
-    lowest = feet[..., 1].argmin(axis=1)
-    rows = np.arange(frames)
-    foot_speed = np.zeros(frames)
-    foot_speed[1:] = (
-        np.linalg.norm(feet[1:, :, [0, 2]] - feet[:-1, :, [0, 2]], axis=-1)[rows[1:] - 1, lowest[:-1]] * FPS
-    )
-    contact = np.zeros(frames, dtype=bool)
-    contact[1:] = feet[rows[:-1], lowest[:-1], 1] < FOOT_CONTACT_HEIGHT_M
-    step_skate = np.bincount(step_of, foot_speed * contact, steps) / np.maximum(np.bincount(step_of, contact, steps), 1)
+    feet = positions[:, :, list(FOOT_JOINTS)]  # (B, F, feet, 3)
+    lowest = feet[..., 1].argmin(axis=-1)[:, :-1, None]  # each frame's lowest foot, frames 0..F-2
+    foot_speed = np.zeros((rows, frames))
+    slid = np.linalg.norm(feet[:, 1:, :, [0, 2]] - feet[:, :-1, :, [0, 2]], axis=-1)  # (B, F-1, feet)
+    foot_speed[:, 1:] = np.take_along_axis(slid, lowest, axis=-1)[..., 0] * FPS
+    contact = np.zeros((rows, frames), dtype=bool)
+    contact[:, 1:] = np.take_along_axis(feet[:, :-1, :, 1], lowest, axis=-1)[..., 0] < FOOT_CONTACT_HEIGHT_M
+    skating = foot_speed * contact
+    step_skate = per_step(skating, step_of, steps) / np.maximum(per_step(contact, step_of, steps), 1)
 
-    joint_speed = np.zeros((frames, positions.shape[1]))
-    joint_speed[1:] = np.linalg.norm(np.diff(positions, axis=0), axis=-1) * FPS
-    speed = joint_speed.mean(axis=1)
-    leg_speed = joint_speed[:, list(LEG_JOINTS)].mean(axis=1)
-    step_speed = np.bincount(step_of, speed, steps) / np.bincount(step_of, minlength=steps)
+    joint_speed = np.zeros(positions.shape[:3])
+    joint_speed[:, 1:] = np.linalg.norm(np.diff(positions, axis=1), axis=-1) * FPS
+    speed = joint_speed.mean(axis=-1)
+    leg_speed = joint_speed[:, :, list(LEG_JOINTS)].mean(axis=-1)
+    step_speed = per_step(speed, step_of, steps) / frames_per_step
     charged = leg_speed if weights.slow_joints == "legs" else speed
     window = round(weights.slow_window_s * FPS)
     # Frame 0 has no speed of its own: give it frame 1's, or the window would read a stop there.
-    known = np.concatenate([charged[1:2], charged[1:]]) if frames > 1 else charged
-    paced = uniform_filter1d(known, window, mode="nearest") if window > 1 else charged
-    paced_speed = np.bincount(step_of, paced, steps) / np.bincount(step_of, minlength=steps)
+    known = np.concatenate([charged[:, 1:2], charged[:, 1:]], axis=1) if frames > 1 else charged
+    paced = uniform_filter1d(known, window, axis=-1, mode="nearest") if window > 1 else charged
+    paced_speed = per_step(paced, step_of, steps) / frames_per_step
 
     jerk_excess = np.maximum(step_jerk / weights.jerk_limit_m_s3 - 1.0, 0.0)
     skate_excess = np.maximum(step_skate / weights.skating_limit_m_s - 1.0, 0.0)
@@ -142,12 +173,12 @@ def step_rewards(
         - weights.slow * slow_shortfall
     )
     parts = {
-        "hit_rate": float(hit.sum() / max(beats.size, 1)),
-        "offbeat_per_s": float(offbeat.sum() / (frames / FPS)),
-        "jerk_m_s3": float(jerk[3:].mean()) if frames > 3 else 0.0,
-        "skating_m_s": float((foot_speed * contact).sum() / max(contact.sum(), 1)),
-        "frozen_share": float(frozen.mean()),
-        "speed_m_s": float(speed[1:].mean()),
-        "leg_speed_m_s": float(leg_speed[1:].mean()),
+        "hit_rate": hit.sum(axis=1) / max(beats.size, 1),
+        "offbeat_per_s": offbeat.sum(axis=1) / (frames / FPS),
+        "jerk_m_s3": jerk[:, 3:].mean(axis=1) if frames > 3 else np.zeros(rows),
+        "skating_m_s": skating.sum(axis=1) / np.maximum(contact.sum(axis=1), 1),
+        "frozen_share": frozen.mean(axis=1),
+        "speed_m_s": speed[:, 1:].mean(axis=1),
+        "leg_speed_m_s": leg_speed[:, 1:].mean(axis=1),
     }
     return rewards, parts

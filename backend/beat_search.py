@@ -1,8 +1,9 @@
 """Beat search: sampling that looks a second ahead and keeps the continuation most on the beat.
 
 Generation runs in chunks of ``SEARCH_CHUNK_STEPS`` token steps. For each chunk the GPT samples
-``SamplingConfig.beat_candidates`` continuations from the same state; each is decoded with the
-``SEARCH_CONTEXT_STEPS`` steps before it, scored by the beat reward of the critic stage
+``SamplingConfig.beat_candidates`` continuations from the same state, side by side as the rows
+of one batch; they are decoded together, each with the ``SEARCH_CONTEXT_STEPS`` steps before it,
+and scored in one vectorised pass by the beat reward of the critic stage
 (``beat_reward.step_rewards``: beats hit, off-beat motion, jerk, foot skating, freezing and
 slowness charged as there), and one is kept: drawn by its rating (softmax at
 ``SEARCH_CHOICE_TEMPERATURE``, through Gumbel noise on each rating), not always the best, so
@@ -19,7 +20,7 @@ import numpy as np
 
 from bailando_blender.skeleton import forward_kinematics
 
-from .beat_reward import RewardWeights, floor_height, step_rewards
+from .beat_reward import RewardWeights, batch_step_rewards, floor_height
 from .motion_representation import decode_motion
 from .music_features import BEAT_COLUMN
 
@@ -46,15 +47,16 @@ def choice_noise(seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, CHOICE_SEED_STREAM])
 
 
-# (upper tokens, lower tokens) -> (upper (4L, 90), lower (4L, 58)) motion vectors.
+# (upper tokens, lower tokens) (B, L) -> (upper (B, 4L, 90), lower (B, 4L, 58)) motion vectors.
 Decoder = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 class BeatScorer:
-    """Scores a candidate chunk of tokens against the song's beats.
+    """Scores candidate chunks of tokens against the song's beats.
 
     features: the song's (T, FEATURE_DIM) music features (its beat column marks beat frames);
-    decode: the generator's token decoder; frames_per_token: its motion frames per step.
+    decode: the generator's decoder of a batch of tokens (``DanceGenerator.decode_candidates``);
+    frames_per_token: its motion frames per step.
     """
 
     def __init__(self, features: np.ndarray, decode: Decoder, frames_per_token: int) -> None:
@@ -62,17 +64,17 @@ class BeatScorer:
         self.decode = decode
         self.frames_per_token = frames_per_token
 
-    def __call__(self, upper: np.ndarray, lower: np.ndarray, start: int, end: int) -> float:
-        """The summed reward of steps [start, end) of the (L,) token arrays, those steps decoded
-        after up to SEARCH_CONTEXT_STEPS of the steps before them."""
+    def __call__(self, upper: np.ndarray, lower: np.ndarray, start: int, end: int) -> np.ndarray:
+        """(B,) summed rewards of steps [start, end) of each row of the (B, L) token arrays (one
+        candidate a row), those steps decoded after up to SEARCH_CONTEXT_STEPS of the steps before them."""
         first = max(0, start - SEARCH_CONTEXT_STEPS)
-        upper_motion, lower_motion = self.decode(upper[first:end], lower[first:end])
+        upper_motion, lower_motion = self.decode(upper[:, first:end], lower[:, first:end])
         rotations, translation = decode_motion(upper_motion, lower_motion)
         positions, _ = forward_kinematics(rotations, translation)
-        positions[..., 1] -= floor_height(positions)
+        positions[..., 1] -= floor_height(positions)[:, None, None]
         frames = slice(first * self.frames_per_token, end * self.frames_per_token)
-        beats = np.zeros(positions.shape[0], dtype=bool)
+        beats = np.zeros(positions.shape[1], dtype=bool)
         known = self.beats[frames]
         beats[: known.size] = known  # the song's last step runs past its last frame
-        rewards, _ = step_rewards(positions, beats, self.frames_per_token, SEARCH_REWARD)
-        return float(rewards[start - first :].sum())
+        rewards, _ = batch_step_rewards(positions, beats, self.frames_per_token, SEARCH_REWARD)
+        return rewards[:, start - first :].sum(axis=1)

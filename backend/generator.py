@@ -18,7 +18,7 @@ import numpy as np
 
 from models.files import CheckpointError
 
-from .beat_search import SEARCH_CHOICE_TEMPERATURE, SEARCH_CHUNK_STEPS, choice_noise
+from .beat_search import SEARCH_CHOICE_TEMPERATURE, SEARCH_CHUNK_STEPS, BeatScorer, choice_noise
 from .errors import CancelledError
 from .music_features import FEATURE_DIM
 from .onnx_runtime import OnnxNetworks, have_graphs, onnxruntime_module
@@ -36,8 +36,9 @@ WARM_UP_EXTRA_STEPS = 2  # steps the warm-up generation runs past a full attenti
 # decoder on an H200, against 2-4 ms to run it; 2026-12-03), and every song is a new length.
 # On the CPU a new shape costs nothing and the chunks' overlap 15 % more time: one pass there.
 DECODE_CHUNK_TOKENS = 512
-# Rates steps [start, end) of (L,) upper and lower tokens (``beat_search.BeatScorer``); higher is better.
-ChunkScorer = Callable[[np.ndarray, np.ndarray, int, int], float]
+# Rates steps [start, end) of (B, L) upper and lower tokens, each row a candidate whose steps
+# before start are the others' (``beat_search.BeatScorer``) -> (B,) ratings, higher is better.
+ChunkScorer = Callable[[np.ndarray, np.ndarray, int, int], np.ndarray]
 # The three streams of the GPT's sequence (models.gpt: music, upper, lower at each step).
 MUSIC, UPPER, LOWER = 0, 1, 2
 
@@ -54,20 +55,24 @@ class Networks(Protocol):
 
     def encode_music(self, music: np.ndarray) -> np.ndarray: ...
 
-    def new_cache(self) -> Any: ...
+    def new_cache(self, batch: int = 1) -> Any:
+        """An empty cache of ``batch`` rows (beat search's candidates), all alike."""
+        ...
 
     def step(
         self, streams: np.ndarray, tokens: np.ndarray, music_steps: np.ndarray, cache: Any
-    ) -> tuple[np.ndarray, np.ndarray, Any]: ...
-
-    def decode(self, upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
-
-    def save_cache(self, cache: Any) -> Any:
-        """What ``load_cache`` needs to put the cache back as it is now (beat search)."""
+    ) -> tuple[np.ndarray, np.ndarray, Any]:
+        """(n,) streams, (B, n) tokens, (n, d_model) music -> (B, codes) upper and lower logits
+        of each row's last input, and the cache to pass next."""
         ...
 
-    def load_cache(self, saved: Any) -> Any:
-        """The cache as ``save_cache`` saw it; the one to pass to the next step."""
+    def keep_row(self, cache: Any, row: int, positions: int) -> Any:
+        """The cache with every row as ``row``, whose last ``positions`` positions (fewer than a
+        window) are the only ones the rows differ in; the one to pass next."""
+        ...
+
+    def decode(self, upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, L) tokens -> (B, 4L, 90) upper and (B, 4L, 58) lower motion vectors."""
         ...
 
 
@@ -186,10 +191,12 @@ class DanceGenerator:
         cache holds the window behind them.
 
         With ``score`` and ``sampling.beat_candidates`` > 1, beat search (``beat_search``): each
-        chunk of SEARCH_CHUNK_STEPS steps is sampled that many times from the same cache, and
-        one continuation is kept: the highest of ``score(upper, lower, start, end)`` plus
-        SEARCH_CHOICE_TEMPERATURE times Gumbel noise drawn from ``choice_noise(seed)``, one draw
-        per candidate in order.
+        chunk of SEARCH_CHUNK_STEPS steps is sampled that many times from the same cache, the
+        candidates side by side as the rows of one batch, and one continuation is kept: the
+        highest of ``score(upper, lower, start, end)`` plus SEARCH_CHOICE_TEMPERATURE times Gumbel
+        noise drawn from ``choice_noise(seed)``, one draw per candidate. A chunk's token draws
+        are taken candidate by candidate (each candidate's steps in order), as if the candidates
+        were sampled one after another, so a seed's dance does not depend on the batching.
         """
         networks = self.networks
         steps = -(-features.shape[0] // self.frames_per_token)
@@ -199,60 +206,59 @@ class DanceGenerator:
         music_steps = networks.encode_music(padded)
         no_music = np.zeros((1, networks.d_model), dtype=np.float32)
         sampler = TokenSampler(sampling)
-        upper = np.zeros(steps, dtype=np.int64)
-        lower = np.zeros(steps, dtype=np.int64)
-
-        def run(first: int, end: int, cache: Any) -> Any:
-            """Sample steps [first, end) into upper and lower; returns the cache after them."""
+        candidates = sampling.beat_candidates if score is not None else 1
+        chunk = SEARCH_CHUNK_STEPS if candidates > 1 else max(1, steps // 100)
+        upper = np.zeros((candidates, steps), dtype=np.int64)
+        lower = np.zeros((candidates, steps), dtype=np.int64)
+        cache = networks.new_cache(candidates)
+        noise = choice_noise(sampling.seed)
+        for first in range(0, steps, chunk):
+            end = min(first + chunk, steps)
+            draws = sampler.draws((candidates, end - first, 2))  # (candidate, step, upper / lower)
+            positions = 0  # written in this chunk
             for t in range(first, end):
                 if cancelled is not None and cancelled():
                     raise CancelledError()
                 if t == 0:
-                    streams, tokens, music = np.array([MUSIC]), np.array([0]), music_steps[:1]
+                    streams, tokens, music = np.array([MUSIC]), np.zeros((candidates, 1), np.int64), music_steps[:1]
                 else:  # the lower token of the last step and the music of this one go in one call
-                    streams, tokens = np.array([LOWER, MUSIC]), np.array([lower[t - 1], 0])
+                    streams = np.array([LOWER, MUSIC])
+                    tokens = np.stack([lower[:, t - 1], np.zeros(candidates, np.int64)], axis=1)
                     music = np.concatenate([no_music, music_steps[t : t + 1]])
                 upper_logits, _, cache = networks.step(streams, tokens, music, cache)
-                upper[t] = sampler(upper_logits)
-                _, lower_logits, cache = networks.step(np.array([UPPER]), upper[t : t + 1], no_music, cache)
-                lower[t] = sampler(lower_logits)
-            return cache
-
-        candidates = sampling.beat_candidates if score is not None else 1
-        chunk = SEARCH_CHUNK_STEPS if candidates > 1 else max(1, steps // 100)
-        cache = networks.new_cache()
-        noise = choice_noise(sampling.seed)
-        for first in range(0, steps, chunk):
-            end = min(first + chunk, steps)
-            if candidates == 1:
-                cache = run(first, end, cache)
-            else:
+                upper[:, t] = sampler.choose(upper_logits, draws[:, t - first, 0])
+                _, lower_logits, cache = networks.step(np.array([UPPER]), upper[:, t : t + 1], no_music, cache)
+                lower[:, t] = sampler.choose(lower_logits, draws[:, t - first, 1])
+                positions += len(streams) + 1
+            if candidates > 1:
                 assert score is not None
-                start = networks.save_cache(cache)
-                best: tuple[float, np.ndarray, np.ndarray, Any] | None = None
-                for candidate in range(candidates):
-                    cache = run(first, end, cache if candidate == 0 else networks.load_cache(start))
-                    rating = score(upper, lower, first, end) + SEARCH_CHOICE_TEMPERATURE * noise.gumbel()
-                    if best is None or rating > best[0]:  # the first of equals
-                        # Only a new best's ring is saved: each save copies the whole ring.
-                        best = (rating, upper[first:end].copy(), lower[first:end].copy(), networks.save_cache(cache))
-                assert best is not None
-                _, upper[first:end], lower[first:end], kept = best
-                cache = networks.load_cache(kept)
+                ratings = score(upper[:, :end], lower[:, :end], first, end)
+                kept = int(np.argmax(ratings + SEARCH_CHOICE_TEMPERATURE * noise.gumbel(size=candidates)))
+                upper[:, first:end] = upper[kept, first:end]
+                lower[:, first:end] = lower[kept, first:end]
+                cache = networks.keep_row(cache, kept, positions)
             if progress is not None:
                 progress(end / steps)
-        return upper, lower
+        return upper[0], lower[0]
 
     def warm_up(self) -> None:
-        """One short generation past a full window, and a decode of one chunk, so that whatever a
-        runtime prepares on first use (allocations; on the GPU, cuBLAS and cuDNN set-up and the
-        CUDA graphs) is ready for the first song."""
+        """One short generation past a full window, plainly and by beat search with the default
+        candidates, and a decode of one chunk, so that whatever a runtime prepares on first use
+        (allocations; on the GPU, cuBLAS and cuDNN set-up and the CUDA graphs of both batches,
+        the candidates' decoder shapes) is ready for the first song."""
         steps = self.networks.context_steps + WARM_UP_EXTRA_STEPS
         features = np.zeros((steps * self.frames_per_token, FEATURE_DIM), dtype=np.float32)
-        self.decode(*self.tokens(features, SamplingConfig(seed=0)))
+        self.decode(*self.tokens(features, SamplingConfig(seed=0, beat_candidates=1)))
+        score = BeatScorer(features, self.decode_candidates, self.frames_per_token)
+        self.tokens(features, SamplingConfig(seed=0), score=score)
         if self.device == "cuda":
-            chunk = np.zeros(DECODE_CHUNK_TOKENS, dtype=np.int64)
+            chunk = np.zeros((1, DECODE_CHUNK_TOKENS), dtype=np.int64)
             self.networks.decode(chunk, chunk)
+
+    def decode_candidates(self, upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, L) tokens of a few seconds (beat search's candidates) -> (B, 4L, 90) upper and
+        (B, 4L, 58) lower motion vectors, in one pass."""
+        return self.networks.decode(np.asarray(upper, dtype=np.int64), np.asarray(lower, dtype=np.int64))
 
     def decode(
         self, upper: np.ndarray, lower: np.ndarray, in_chunks: bool | None = None
@@ -264,13 +270,14 @@ class DanceGenerator:
         if in_chunks is None:
             in_chunks = self.device == "cuda"
         if not in_chunks or len(upper) <= DECODE_CHUNK_TOKENS:
-            return self.networks.decode(upper, lower)
+            whole = self.networks.decode(upper[None], lower[None])
+            return whole[0][0], whole[1][0]
         spans = decode_spans(len(upper), DECODE_CHUNK_TOKENS, decoder_reach_tokens(self.networks.vqvae_config))
         frames = self.frames_per_token
         parts: list[tuple[np.ndarray, np.ndarray]] = []
         for start, first, end in spans:
             chunk = slice(start, start + DECODE_CHUNK_TOKENS)
-            decoded = self.networks.decode(upper[chunk], lower[chunk])
+            decoded = self.networks.decode(upper[None, chunk], lower[None, chunk])
             kept = slice((first - start) * frames, (end - start) * frames)
-            parts.append((decoded[0][kept], decoded[1][kept]))
+            parts.append((decoded[0][0, kept], decoded[1][0, kept]))
         return np.concatenate([up for up, _ in parts]), np.concatenate([low for _, low in parts])

@@ -68,25 +68,28 @@ def encode_motion(joint_rotations: np.ndarray, root_translation: np.ndarray) -> 
 
 
 def decode_motion(upper: np.ndarray, lower: np.ndarray, start_heading: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """upper (T, 90), lower (T, 58) -> (T, 24, 3, 3) local rotations, (T, 3) pelvis positions (m).
+    """upper (..., T, 90), lower (..., T, 58) -> (..., T, 24, 3, 3) local rotations, (..., T, 3)
+    pelvis positions (m); the leading axes are dances decoded side by side (beat search's candidates).
 
-    The dance starts at the origin (horizontally) facing ``start_heading``.
+    Each dance starts at the origin (horizontally) facing ``start_heading``.
     """
     upper = np.asarray(upper, dtype=np.float64)
     lower = np.asarray(lower, dtype=np.float64)
-    num_frames = upper.shape[0]
-    six_d = np.zeros((num_frames, NUM_JOINTS, 6))
-    six_d[:, list(UPPER_JOINTS)] = upper.reshape(num_frames, len(UPPER_JOINTS), 6)
-    six_d[:, list(LOWER_JOINTS)] = lower[:, : 6 * len(LOWER_JOINTS)].reshape(num_frames, len(LOWER_JOINTS), 6)
+    frames = upper.shape[:-1]  # (..., T)
+    six_d = np.zeros((*frames, NUM_JOINTS, 6))
+    six_d[..., list(UPPER_JOINTS), :] = upper.reshape(*frames, len(UPPER_JOINTS), 6)
+    six_d[..., list(LOWER_JOINTS), :] = lower[..., : 6 * len(LOWER_JOINTS)].reshape(*frames, len(LOWER_JOINTS), 6)
     joint_rotations = rotation_6d_to_matrix(six_d)
 
-    root = lower[:, 6 * len(LOWER_JOINTS) :]
-    heading = start_heading + np.concatenate([[0.0], np.cumsum(root[:-1, 0])])
+    root = lower[..., 6 * len(LOWER_JOINTS) :]
+    turned = np.cumsum(root[..., :-1, 0], axis=-1)
+    heading = start_heading + np.concatenate([np.zeros((*frames[:-1], 1)), turned], axis=-1)
     facing = yaw_matrix(heading)
-    joint_rotations[:, 0] = facing @ joint_rotations[:, 0]
+    joint_rotations[..., 0, :, :] = facing @ joint_rotations[..., 0, :, :]
 
-    body_step = np.stack([root[:, 1], np.zeros(num_frames), root[:, 2]], axis=1)
-    world_step = np.einsum("tij,tj->ti", facing, body_step)
-    root_translation = np.concatenate([np.zeros((1, 3)), np.cumsum(world_step[:-1], axis=0)])
-    root_translation[:, 1] = root[:, 3] + REST_PELVIS_HEIGHT
+    body_step = np.stack([root[..., 1], np.zeros(frames), root[..., 2]], axis=-1)
+    world_step = np.einsum("...ij,...j->...i", facing, body_step)
+    travelled = np.cumsum(world_step[..., :-1, :], axis=-2)
+    root_translation = np.concatenate([np.zeros((*frames[:-1], 1, 3)), travelled], axis=-2)
+    root_translation[..., 1] = root[..., 3] + REST_PELVIS_HEIGHT
     return joint_rotations, root_translation

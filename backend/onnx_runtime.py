@@ -82,32 +82,40 @@ class OnnxCache:
     and the one a step returns is the one to pass next."""
 
     position: int
+    batch: int = 1
 
 
 class RingStep:
-    """The GPT step's key/value cache: one ring of the graph's fixed shape (each layer's keys and
-    values, and the slots' positions), bound once as both the inputs ``<name>`` and the outputs
-    ``next_<name>``, so each call writes its new slots in place.
+    """The GPT step's key/value cache for ``batch`` rows (beat search's candidates): one ring of
+    the graph's fixed shape (each layer's keys and values, and the slots' positions), bound once
+    as both the inputs ``<name>`` and the outputs ``next_<name>``, so each call writes its new
+    slots in place.
 
     That is sound for the graphs of ``models.onnx_export``, which checks it: each ring input is
-    read by one node only, a scatter, whose output is ``next_<name>``; ONNX Runtime's scatter
-    kernels (CPU and CUDA) copy their input to their output only when the two are different
-    buffers. Writing into a second ring instead copied the whole ring every call (12 copies of
-    283 KB: 15 % of a call's time in ONNX Runtime's profile on a 2-core CPU). Every buffer is
-    made and bound once, so on the GPU nothing crosses the bus but the inputs and the logits, and
-    ONNX Runtime's CUDA provider captures each kind of call (1 or 2 positions) as a CUDA graph and
-    replays it: a call is 150-160 tiny kernels (an H200, 2026-12-03), which launched one by one
-    cost more than the work (2.5 ms a call before, with the cache bound but no graphs)."""
+    written by one node only, a scatter, whose output is ``next_<name>``, and read elsewhere only
+    by what that scatter waits for; ONNX Runtime's scatter kernels (CPU and CUDA) copy their input
+    to their output only when the two are different buffers. Writing into a second ring instead
+    copied the whole ring every call (12 copies of 283 KB a row: 15 % of a call's time in ONNX
+    Runtime's profile on a 2-core CPU). Every buffer is made and bound once, so on the GPU nothing
+    crosses the bus but the inputs and the logits, and ONNX Runtime's CUDA provider captures each
+    kind of call (1 or 2 positions) as a CUDA graph and replays it: a call is 150-160 tiny kernels
+    (an H200, 2026-12-03), which launched one by one cost more than the work (2.5 ms a call
+    before, with the cache bound but no graphs). Beat search keeps a candidate with the
+    ``ring_select`` graph, on the same buffers: the slots its chunk wrote, copied across rows."""
 
-    def __init__(self, runtime: Any, session: Any, device: str, upper_codes: int) -> None:
+    def __init__(self, runtime: Any, sessions: dict[str, Any], device: str, upper_codes: int, batch: int) -> None:
         self.ort = runtime
-        self.session = session
+        self.session = sessions["gpt_step"]
+        self.select_session = sessions["ring_select"]
         self.device = device
-        shapes = {arg.name: arg.shape for arg in session.get_inputs()}
-        # Each layer's keys and values (ring_keys_<layer>, ring_values_<layer>) and the slots'
-        # positions: what a call reads and writes back, as next_<name>, into the same buffer.
+        self.batch = batch
+        shapes = {arg.name: arg.shape for arg in self.session.get_inputs()}
+        # Each layer's keys and values (ring_keys_<layer>, ring_values_<layer>): (batch, heads,
+        # slots, head_dim), what a call reads and writes back, as next_<name>, into the same buffer.
         self.ring_shapes = {
-            name: tuple(int(size) for size in shape) for name, shape in shapes.items() if name.startswith("ring_")
+            name: (batch, *(int(size) for size in shape[1:]))
+            for name, shape in shapes.items()
+            if name.startswith("ring_")
         }
         self.slots = int(shapes["slot_positions"][0])
         self.d_model = int(shapes["music_steps"][-1])
@@ -116,17 +124,17 @@ class RingStep:
         # what changed (most calls' streams and music do not), each copy a wait on the GPU.
         self.host_inputs = {
             count: {
-                "streams": np.zeros((1, count), np.int64),
-                "tokens": np.zeros((1, count), np.int64),
-                "music_steps": np.zeros((1, count, self.d_model), np.float32),
+                "streams": np.zeros((batch, count), np.int64),
+                "tokens": np.zeros((batch, count), np.int64),
+                "music_steps": np.zeros((batch, count, self.d_model), np.float32),
                 "positions": np.zeros(count, np.int64),
             }
             for count in range(1, MAX_INPUTS + 1)
         }
         self.inputs = {count: self._device_buffers(arrays) for count, arrays in self.host_inputs.items()}
         # Both heads' logits in one output (the upper head's first): one copy back a call.
-        (codes,) = (int(out.shape[-1]) for out in session.get_outputs() if out.name == "logits")
-        self.logits = self._device_buffers({"logits": np.zeros((1, codes), np.float32)})
+        (codes,) = (int(out.shape[-1]) for out in self.session.get_outputs() if out.name == "logits")
+        self.logits = self._device_buffers({"logits": np.zeros((batch, codes), np.float32)})
         self.upper_codes = upper_codes
         self.bindings: dict[int, tuple[Any, Any]] = {}
         self.position = 0
@@ -153,8 +161,8 @@ class RingStep:
             for name, value in self.ring.items():
                 binding.bind_ortvalue_output(f"next_{name}", value)
             options = self.ort.RunOptions()
-            if self.device == "cuda":  # one CUDA graph per kind of call; ids from 1 (0 is the default)
-                options.add_run_config_entry(CUDA_GRAPH_ID, str(count))
+            if self.device == "cuda":  # one CUDA graph per kind of call and batch; ids from 1 (0 is the default)
+                options.add_run_config_entry(CUDA_GRAPH_ID, str(self.batch * (MAX_INPUTS + 1) + count))
             self.bindings[count] = (binding, options)
         return self.bindings[count]
 
@@ -170,22 +178,23 @@ class RingStep:
         for name, value in self._empty_ring().items():
             self.ring[name].update_inplace(value)
         self.position = 0
-        return OnnxCache(0)
+        return OnnxCache(0, self.batch)
 
-    def save(self, cache: OnnxCache) -> tuple[int, dict[str, np.ndarray]]:
-        """The ring as ``cache`` left it, copied to the host (3.4 MB for the shipped GPT). A copy
-        of the copy: on the CPU an OrtValue's ``numpy()`` is a view of its buffer, which the
-        next step overwrites."""
+    def keep_row(self, cache: OnnxCache, row: int, positions: int) -> OnnxCache:
+        """Every row takes row ``row``'s keys and values of the last ``positions`` positions
+        (at most a window: the rows were equal before them), in place."""
         check_ring_cache(cache.position, self.position)
-        return self.position, {name: value.numpy().copy() for name, value in self.ring.items()}
-
-    def load(self, saved: tuple[int, dict[str, np.ndarray]]) -> OnnxCache:
-        """The ring written back as ``save`` copied it, in place (its bindings stay valid)."""
-        position, arrays = saved
-        for name, value in arrays.items():
-            self.ring[name].update_inplace(value)
-        self.position = position
-        return OnnxCache(position)
+        first = max(self.position - positions, 0)
+        slots = np.arange(first, self.position, dtype=np.int64) % self.slots
+        binding = self.select_session.io_binding()
+        binding.bind_cpu_input("row", np.array([row], np.int64))
+        binding.bind_cpu_input("slots", slots)
+        for name, value in self.ring.items():
+            if name != "slot_positions":
+                binding.bind_ortvalue_input(name, value)
+                binding.bind_ortvalue_output(f"next_{name}", value)
+        self.select_session.run_with_iobinding(binding)
+        return OnnxCache(self.position, self.batch)
 
     def step(
         self, streams: np.ndarray, tokens: np.ndarray, music_steps: np.ndarray, cache: OnnxCache
@@ -194,7 +203,7 @@ class RingStep:
         count = len(streams)
         values = {
             "streams": streams[None],
-            "tokens": tokens[None],
+            "tokens": tokens,
             "music_steps": music_steps[None],
             "positions": np.arange(self.position, self.position + count),
         }
@@ -208,8 +217,8 @@ class RingStep:
         binding, options = self._binding(count)
         self.session.run_with_iobinding(binding, options)
         self.position += count
-        logits = self.logits["logits"].numpy()[0]  # a copy, the host's own
-        return logits[: self.upper_codes], logits[self.upper_codes :], OnnxCache(self.position)
+        logits = self.logits["logits"].numpy()  # a copy, the host's own
+        return logits[:, : self.upper_codes], logits[:, self.upper_codes :], OnnxCache(self.position, self.batch)
 
 
 def open_session(runtime: Any, path: Path, options: Any, providers: list[str], graphed: bool) -> Any:
@@ -242,7 +251,13 @@ class OnnxNetworks:
         self.vqvae_config = configs["vqvae"]
         self.d_model = int(gpt["d_model"])
         self.context_steps = int(gpt["context_steps"])
-        self.ring = RingStep(runtime, sessions["gpt_step"], device, int(gpt["num_upper_codes"]))
+        self.upper_codes = int(gpt["num_upper_codes"])
+        self.rings: dict[int, RingStep] = {}  # by batch: made on first use, kept for the next song
+
+    def ring(self, batch: int = 1) -> RingStep:
+        if batch not in self.rings:
+            self.rings[batch] = RingStep(self.ort, self.sessions, self.device, self.upper_codes, batch)
+        return self.rings[batch]
 
     @classmethod
     def load(cls, weights: Path, device: str) -> OnnxNetworks:
@@ -285,22 +300,21 @@ class OnnxNetworks:
         (steps,) = self.sessions["music_encoder"].run(None, {"music": music[None].astype(np.float32)})
         return steps[0]
 
-    def new_cache(self) -> OnnxCache:
-        return self.ring.new_cache()
+    def new_cache(self, batch: int = 1) -> OnnxCache:
+        return self.ring(batch).new_cache()
 
     def step(
         self, streams: np.ndarray, tokens: np.ndarray, music_steps: np.ndarray, cache: OnnxCache
     ) -> tuple[np.ndarray, np.ndarray, OnnxCache]:
-        """The inputs' (n,) streams and tokens and (n, d_model) music -> upper and lower logits of the last."""
-        return self.ring.step(streams, tokens, music_steps, cache)
+        """The inputs' (n,) streams, (B, n) tokens and (n, d_model) music -> (B, codes) upper and
+        lower logits of the last input of each row."""
+        return self.ring(cache.batch).step(streams, tokens, music_steps, cache)
 
-    def save_cache(self, cache: OnnxCache) -> tuple[int, dict[str, np.ndarray]]:
-        return self.ring.save(cache)
-
-    def load_cache(self, saved: tuple[int, dict[str, np.ndarray]]) -> OnnxCache:
-        return self.ring.load(saved)
+    def keep_row(self, cache: OnnxCache, row: int, positions: int) -> OnnxCache:
+        return self.ring(cache.batch).keep_row(cache, row, positions)
 
     def decode(self, upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        feeds = {"upper_tokens": upper[None].astype(np.int64), "lower_tokens": lower[None].astype(np.int64)}
+        """(B, L) tokens -> (B, 4L, 90) upper and (B, 4L, 58) lower motion."""
+        feeds = {"upper_tokens": upper.astype(np.int64), "lower_tokens": lower.astype(np.int64)}
         upper_motion, lower_motion = self.sessions["motion_decoder"].run(None, feeds)
-        return upper_motion[0], lower_motion[0]
+        return upper_motion, lower_motion

@@ -218,7 +218,7 @@ def generate(
     report("decoding", 0.0)
     music = audio if isinstance(audio, MusicFeatures) else song_features(audio, start_s, end_s)
     report("features", 1.0)
-    score = BeatScorer(music.features, generator.decode, generator.frames_per_token)
+    score = BeatScorer(music.features, generator.decode_candidates, generator.frames_per_token)
     upper_tokens, lower_tokens = generator.tokens(
         music.features, sampling, progress=lambda f: report("tokens", f), cancelled=cancelled, score=score
     )

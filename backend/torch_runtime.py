@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +36,8 @@ def pick_device(device: str = "auto") -> torch.device:
 
 @dataclass
 class TorchCache:
+    """Keys and values (num_layers, B, num_heads, P, head_dim) of the last P <= window positions."""
+
     position: int
     keys: torch.Tensor
     values: torch.Tensor
@@ -48,6 +49,7 @@ class RingCache:
     used once, and the one a step returns is the one to pass next."""
 
     position: int
+    batch: int = 1
 
 
 class GraphedRing:
@@ -62,22 +64,23 @@ class GraphedRing:
     save another quarter of the replay, for 10-25 s of compiling in every new process.)
     """
 
-    def __init__(self, gpt: MotionGPT, device: torch.device) -> None:
+    def __init__(self, gpt: MotionGPT, device: torch.device, batch: int = 1) -> None:
         cfg = gpt.cfg
         self.gpt = gpt
         self.device = device
+        self.batch = batch
         self.position = 0
         slots = ring_slots(cfg, MAX_INPUTS)
-        self.keys = torch.zeros(cfg.cache_shape(1, slots), device=device)
-        self.values = torch.zeros(cfg.cache_shape(1, slots), device=device)
+        self.keys = torch.zeros(cfg.cache_shape(batch, slots), device=device)
+        self.values = torch.zeros(cfg.cache_shape(batch, slots), device=device)
         self.slot_positions = torch.full((slots,), EMPTY_SLOT, dtype=torch.long, device=device)
         counts = range(1, MAX_INPUTS + 1)
-        # Per input count: [position, streams..., tokens...] and the music vectors.
-        self.host_ints = {n: torch.zeros(1 + 2 * n, dtype=torch.long).pin_memory() for n in counts}
+        # Per input count: [position, streams..., each row's tokens...] and the music vectors.
+        self.host_ints = {n: torch.zeros(1 + n + batch * n, dtype=torch.long).pin_memory() for n in counts}
         self.host_music = {n: torch.zeros((1, n, cfg.d_model)).pin_memory() for n in counts}
-        self.ints = {n: torch.zeros(1 + 2 * n, dtype=torch.long, device=device) for n in counts}
+        self.ints = {n: torch.zeros(1 + n + batch * n, dtype=torch.long, device=device) for n in counts}
         self.music = {n: torch.zeros((1, n, cfg.d_model), device=device) for n in counts}
-        self.logits = torch.zeros(cfg.num_upper_codes + cfg.num_lower_codes, device=device)
+        self.logits = torch.zeros((batch, cfg.num_upper_codes + cfg.num_lower_codes), device=device)
         self.host_logits = torch.zeros(self.logits.shape).pin_memory()
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
 
@@ -85,14 +88,14 @@ class GraphedRing:
         ints = self.ints[count]
         upper, lower = self.gpt.ring_generation_step(
             ints[1 : 1 + count][None],
-            ints[1 + count :][None],
+            ints[1 + count :].view(self.batch, count),
             self.music[count],
             ints[0],
             self.keys,
             self.values,
             self.slot_positions,
         )
-        torch.cat([upper[0], lower[0]], out=self.logits)
+        torch.cat([upper, lower], dim=1, out=self.logits)
 
     @torch.inference_mode()
     def _capture(self) -> None:
@@ -118,32 +121,29 @@ class GraphedRing:
         self.values.zero_()
         self.slot_positions.fill_(EMPTY_SLOT)
         self.position = 0
-        return RingCache(0)
+        return RingCache(0, self.batch)
 
     @torch.inference_mode()
-    def save(self, cache: RingCache) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Copies of the ring as ``cache`` left it, on the GPU."""
+    def keep_row(self, cache: RingCache, row: int, positions: int) -> RingCache:
+        """Every row takes row ``row``'s keys and values of the last ``positions`` positions, in
+        place (the graphs read these buffers)."""
         check_ring_cache(cache.position, self.position)
-        return self.position, self.keys.clone(), self.values.clone(), self.slot_positions.clone()
-
-    @torch.inference_mode()
-    def load(self, saved: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]) -> RingCache:
-        """The ring written back in place (the graphs read these buffers)."""
-        position, keys, values, slot_positions = saved
-        self.keys.copy_(keys)
-        self.values.copy_(values)
-        self.slot_positions.copy_(slot_positions)
-        self.position = position
-        return RingCache(position)
+        first = max(self.position - positions, 0)
+        slots = torch.arange(first, self.position, device=self.device) % self.keys.shape[3]
+        for ring in (self.keys, self.values):
+            kept = ring[:, row : row + 1].index_select(3, slots)
+            ring.index_copy_(3, slots, kept.expand(-1, self.batch, -1, -1, -1).contiguous())
+        return RingCache(self.position, self.batch)
 
     def step(self, streams: np.ndarray, tokens: np.ndarray, music: np.ndarray, cache: RingCache) -> np.ndarray:
-        """The inputs' (n,) streams and tokens and (n, d_model) music -> upper and lower logits of the last."""
+        """The inputs' (n,) streams, (B, n) tokens and (n, d_model) music -> (B, upper + lower
+        codes) logits of the last input of each row."""
         check_ring_cache(cache.position, self.position)
         count = len(streams)
         ints = self.host_ints[count].numpy()
         ints[0] = cache.position
         ints[1 : 1 + count] = streams
-        ints[1 + count :] = tokens
+        ints[1 + count :] = tokens.ravel()
         self.host_music[count].numpy()[0] = music
         self.ints[count].copy_(self.host_ints[count], non_blocking=True)
         self.music[count].copy_(self.host_music[count], non_blocking=True)
@@ -166,7 +166,7 @@ class TorchNetworks:
         self.vqvae_config = dataclasses.asdict(vqvae.cfg)
         self.d_model = gpt.cfg.d_model
         self.context_steps = gpt.cfg.context_steps
-        self.graphed = GraphedRing(self.gpt, device) if device.type == "cuda" else None
+        self.graphed: dict[int, GraphedRing] = {}  # by batch, on CUDA: made on first use
 
     @classmethod
     def load(cls, weights: Path, device: str) -> TorchNetworks:
@@ -194,47 +194,51 @@ class TorchNetworks:
     def encode_music(self, music: np.ndarray) -> np.ndarray:
         return self.gpt.music_encoder(self._tensor(music.astype(np.float32))[None])[0].float().cpu().numpy()
 
-    def new_cache(self) -> TorchCache | RingCache:
-        if self.graphed is not None:
-            return self.graphed.new_cache()
-        keys, values = self.gpt.empty_cache(1, self.torch_device)
+    def ring(self, batch: int) -> GraphedRing:
+        if batch not in self.graphed:
+            self.graphed[batch] = GraphedRing(self.gpt, self.torch_device, batch)
+        return self.graphed[batch]
+
+    def new_cache(self, batch: int = 1) -> TorchCache | RingCache:
+        if self.device == "cuda":
+            return self.ring(batch).new_cache()
+        keys, values = self.gpt.empty_cache(batch, self.torch_device)
         return TorchCache(0, keys, values)
 
     @torch.inference_mode()
     def step(
         self, streams: np.ndarray, tokens: np.ndarray, music_steps: np.ndarray, cache: TorchCache | RingCache
     ) -> tuple[np.ndarray, np.ndarray, TorchCache | RingCache]:
+        """The inputs' (n,) streams, (B, n) tokens and (n, d_model) music -> (B, codes) upper and
+        lower logits of the last input of each row."""
         split = self.gpt.cfg.num_upper_codes
         if isinstance(cache, RingCache):
-            assert self.graphed is not None
-            scores = self.graphed.step(streams, tokens, music_steps, cache)
+            scores = self.ring(cache.batch).step(streams, tokens, music_steps, cache)
             # Copies: the pinned buffer is overwritten by the next call.
-            return scores[:split].copy(), scores[split:].copy(), RingCache(cache.position + len(streams))
+            after = RingCache(cache.position + len(streams), cache.batch)
+            return scores[:, :split].copy(), scores[:, split:].copy(), after
         inputs = (
             self._tensor(streams.astype(np.int64))[None],
-            self._tensor(tokens.astype(np.int64))[None],
+            self._tensor(tokens.astype(np.int64)),
             self._tensor(music_steps.astype(np.float32))[None],
         )
         position = torch.tensor(cache.position, device=self.torch_device)
         upper, lower, keys, values = self.gpt.generation_step(*inputs, position, cache.keys, cache.values)
-        scores = torch.cat([upper[0], lower[0]]).float().cpu().numpy()  # one copy back, not two
-        return scores[:split], scores[split:], TorchCache(cache.position + len(streams), keys, values)
+        scores = torch.cat([upper, lower], dim=1).float().cpu().numpy()  # one copy back, not two
+        return scores[:, :split], scores[:, split:], TorchCache(cache.position + len(streams), keys, values)
 
-    def save_cache(self, cache: TorchCache | RingCache) -> Any:
+    def keep_row(self, cache: TorchCache | RingCache, row: int, positions: int) -> TorchCache | RingCache:
+        """Every row of the cache as row ``row`` (whose last ``positions`` positions differ)."""
         if isinstance(cache, RingCache):
-            assert self.graphed is not None
-            return self.graphed.save(cache)
-        return cache  # each step makes new tensors: the cache itself is its own copy
-
-    def load_cache(self, saved: Any) -> TorchCache | RingCache:
-        if isinstance(saved, TorchCache):
-            return saved
-        assert self.graphed is not None
-        return self.graphed.load(saved)
+            return self.ring(cache.batch).keep_row(cache, row, positions)
+        batch = cache.keys.shape[1]  # each step makes new tensors: a view of the kept row will do
+        keys, values = (part[:, row : row + 1].expand(-1, batch, -1, -1, -1) for part in (cache.keys, cache.values))
+        return TorchCache(cache.position, keys, values)
 
     @torch.inference_mode()
     def decode(self, upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, L) tokens -> (B, 4L, 90) upper and (B, 4L, 58) lower motion."""
         upper_motion, lower_motion = self.vqvae.decode(
-            self._tensor(upper.astype(np.int64))[None], self._tensor(lower.astype(np.int64))[None]
+            self._tensor(upper.astype(np.int64)), self._tensor(lower.astype(np.int64))
         )
-        return upper_motion[0].float().cpu().numpy(), lower_motion[0].float().cpu().numpy()
+        return upper_motion.float().cpu().numpy(), lower_motion.float().cpu().numpy()

@@ -2,10 +2,12 @@
 
     .venv/bin/python benchmarks/generation.py [--seconds 30 180 600] [--runtime auto|onnx|torch]
         [--device auto|cpu|cuda] [--song examples/florist_excerpt.ogg] [--repeats 1]
+        [--beat-candidates 1 8]
 
 The song is the bundled example repeated to each length and written as Ogg Vorbis, so decoding
-is measured too. Each length runs in a fresh process with the generator already loaded (a warm
-backend), so that its peak RSS is its own. Prints one table row per length: decode, features,
+is measured too. Each run is a fresh process with the generator already loaded (a warm
+backend), so that its peak RSS is its own; each length runs with each ``--beat-candidates`` in
+turn (plain sampling and the default beat search). Prints one table row per run: decode, features,
 tokens, decode to rotations (VQ-VAE decoder, rotations, foot planting, stage, floor), total,
 real-time factor (total / song length), peak RSS (after loading the generator, after the
 features, at the end), and the GPU memory: the most torch allocated (torch runtime), or the
@@ -188,47 +190,64 @@ def main() -> None:
     parser.add_argument("--song", type=Path, default=REPO / "examples" / "florist_excerpt.ogg")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each length (fresh processes)")
     parser.add_argument(
-        "--beat-candidates", type=int, default=DEFAULT_BEAT_CANDIDATES, help="beat search's (1: plain sampling)"
+        "--beat-candidates",
+        type=int,
+        nargs="+",
+        default=[1, DEFAULT_BEAT_CANDIDATES],
+        help="beat search's, each run in turn at each length (1: plain sampling)",
     )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # one song, in a fresh process
     args = parser.parse_args()
     if args.child is not None:
-        print(json.dumps(run_one(args.child, args.runtime, args.device, args.beat_candidates)))
+        print(json.dumps(run_one(args.child, args.runtime, args.device, args.beat_candidates[0])))
         return
 
-    print(f"machine: {machine()}; beat search: {args.beat_candidates} candidates")
+    print(f"machine: {machine()}")
     header = (
-        "| song | decode s | features s | tokens s | rotations s | total s | real-time factor "
+        "| song | beat candidates | decode s | features s | tokens s | rotations s | total s | real-time factor "
         "| peak RSS MB: loaded / features / end | GPU MB |"
     )
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
-    rows: dict[float, list[dict]] = {}
+    rows: dict[tuple[float, int], list[dict]] = {}
     with tempfile.TemporaryDirectory() as folder:
         for seconds in args.seconds:
             song = Path(folder) / f"song_{seconds:g}s.ogg"
             write_song(args.song, seconds, song)
             child = [sys.executable, __file__, "--child", str(song), "--runtime", args.runtime, "--device", args.device]
-            child += ["--beat-candidates", str(args.beat_candidates)]
             for _ in range(args.repeats):
-                result = json.loads(subprocess.run(child, check=True, capture_output=True, text=True).stdout)
-                rows.setdefault(seconds, []).append(result)
-                minutes, rest = divmod(round(result["duration"]), 60)
-                print(
-                    f"| {minutes}:{rest:02d} | {result['decode']:.2f} | {result['features']:.2f} "
-                    f"| {result['tokens']:.2f} | {result['rotations']:.2f} | {result['total']:.2f} "
-                    f"| {result['total'] / result['duration']:.3f} | {result['rss_loaded_mb']:.0f} "
-                    f"/ {result['rss_features_mb']:.0f} / {result['peak_rss_mb']:.0f} | {result['gpu_mb']:.0f} |"
-                )
+                for candidates in args.beat_candidates:  # in turn, so that a drifting machine hits both
+                    command = [*child, "--beat-candidates", str(candidates)]
+                    result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+                    rows.setdefault((seconds, candidates), []).append(result)
+                    minutes, rest = divmod(round(result["duration"]), 60)
+                    print(
+                        f"| {minutes}:{rest:02d} | {candidates} | {result['decode']:.2f} | {result['features']:.2f} "
+                        f"| {result['tokens']:.2f} | {result['rotations']:.2f} | {result['total']:.2f} "
+                        f"| {result['total'] / result['duration']:.3f} | {result['rss_loaded_mb']:.0f} "
+                        f"/ {result['rss_features_mb']:.0f} / {result['peak_rss_mb']:.0f} | {result['gpu_mb']:.0f} |"
+                    )
         every = [row for runs in rows.values() for row in runs]
         print(f"runtime: {every[0]['runtime']} on {every[0]['device']}")
         print("networks' warm-up (s): " + ", ".join(f"{row['networks_warm_up']:.2f}" for row in every))
-        medians = {seconds: float(np.median([row["total"] for row in runs])) for seconds, runs in rows.items()}
+        medians = {key: float(np.median([row["total"] for row in runs])) for key, runs in rows.items()}
         if args.repeats > 1:
-            print("median total (s): " + ", ".join(f"{seconds:g} s: {total:.2f}" for seconds, total in medians.items()))
-        if len(medians) > 1:
-            longest, second = list(medians.values())[-1], list(medians.values())[-2]
-            print(f"longest / second: {longest / second:.2f}x the time")
+            print(
+                "median total (s): "
+                + ", ".join(
+                    f"{seconds:g} s x {candidates}: {total:.2f}" for (seconds, candidates), total in medians.items()
+                )
+            )
+        plain, *searched = args.beat_candidates
+        for candidates in searched:
+            print(
+                f"{candidates} candidates / {plain}: "
+                + ", ".join(f"{s:g} s {medians[s, candidates] / medians[s, plain]:.2f}x" for s in args.seconds)
+            )
+        if len(args.seconds) > 1:
+            for candidates in args.beat_candidates:
+                longest, second = medians[args.seconds[-1], candidates], medians[args.seconds[-2], candidates]
+                print(f"{candidates} candidate(s): longest / second: {longest / second:.2f}x the time")
         first_song = Path(folder) / "first.ogg"
         write_song(args.song, FIRST_SONG_S, first_song)
         first_out = Path(folder) / "first.npz"

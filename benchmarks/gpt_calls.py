@@ -1,14 +1,15 @@
 """The GPT step alone, ONNX Runtime: ms a call, and two sets of graphs side by side.
 
     .venv/bin/python benchmarks/gpt_calls.py [WEIGHTS ...] [--device cpu|cuda] [--blocks 6]
-        [--kernels]
+        [--batch 1] [--kernels]
 
 WEIGHTS: checkpoints (or where their graphs lie: ``<stem>.<graph>.onnx``), the shipped one by
 default; two of them are compared in one process, block by block, alternating, which is how
 a change is told apart from a shared machine's drift. For each: the tokens of 1 350 steps (a
 3-minute song) of random features in the songs' range, and whether they equal the first
 set's; the median ms of a call over blocks of 200 calls (one and two positions alternating);
-then one and two positions apart.
+then one and two positions apart. ``--batch``: the rows of each timed call (beat search runs its
+candidates as the rows of one batch: 8 by default).
 
 ``--kernels`` (CUDA, needs torch with CUDA beside onnxruntime-gpu): the kernels of 50 replays
 of each kind of call through torch's profiler (CUPTI): count and kernel time a call, and the
@@ -40,25 +41,27 @@ PROFILED_CALLS = 50
 TOP_KERNELS = 12
 
 
-def calls_ms(generator: DanceGenerator, counts: tuple[int, ...]) -> float:
-    """Median ms of a call over BLOCK_CALLS calls of ``counts`` positions in turn, from an empty ring."""
+def calls_ms(generator: DanceGenerator, counts: tuple[int, ...], batch: int) -> float:
+    """Median ms of a call of ``batch`` rows over BLOCK_CALLS calls of ``counts`` positions in
+    turn, from an empty ring."""
     networks = generator.networks
     music = networks.encode_music(np.zeros((4 * max(counts), FEATURE_DIM), np.float32))
-    cache = networks.new_cache()
+    cache = networks.new_cache(batch)
     times = []
     for call in range(BLOCK_CALLS):
         count = counts[call % len(counts)]
         start = time.perf_counter()
-        _, _, cache = networks.step(np.zeros(count, np.int64), np.zeros(count, np.int64), music[:count], cache)
+        tokens = np.zeros((batch, count), np.int64)
+        _, _, cache = networks.step(np.zeros(count, np.int64), tokens, music[:count], cache)
         times.append(time.perf_counter() - start)
     return float(np.median(times[SETTLE_CALLS:]) * 1000)
 
 
-def kernels(generator: DanceGenerator) -> None:
+def kernels(generator: DanceGenerator, batch: int) -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    ring = generator.networks.ring
+    ring = generator.networks.ring(batch)
     for count in (1, 2):
         with profile(activities=[ProfilerActivity.CUDA]) as profiler:
             for _ in range(PROFILED_CALLS):
@@ -81,6 +84,7 @@ def main() -> None:
     parser.add_argument("weights", type=Path, nargs="*", default=[DEFAULT_WEIGHTS])
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--blocks", type=int, default=6)
+    parser.add_argument("--batch", type=int, default=1, help="rows of each timed call")
     parser.add_argument("--kernels", action="store_true")
     args = parser.parse_args()
     generators = [DanceGenerator.load(path, args.device, "onnx") for path in args.weights]
@@ -99,12 +103,13 @@ def main() -> None:
     blocks: dict[Path, list[float]] = {path: [] for path in args.weights}
     for _ in range(args.blocks):
         for path, generator in zip(args.weights, generators, strict=True):
-            blocks[path].append(calls_ms(generator, (1, 2)))
+            blocks[path].append(calls_ms(generator, (1, 2), args.batch))
     for path, generator in zip(args.weights, generators, strict=True):
-        alone = ", ".join(f"{count} position(s) {calls_ms(generator, (count,)):.3f}" for count in (1, 2))
-        print(f"{path} ({args.device}): ms a call by block {' '.join(f'{v:.3f}' for v in blocks[path])}; {alone}")
+        alone = ", ".join(f"{count} position(s) {calls_ms(generator, (count,), args.batch):.3f}" for count in (1, 2))
+        by_block = " ".join(f"{v:.3f}" for v in blocks[path])
+        print(f"{path} ({args.device}, {args.batch} row(s)): ms a call by block {by_block}; {alone}")
         if args.kernels and generator.device == "cuda":
-            kernels(generator)
+            kernels(generator, args.batch)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 # The graphs a generator runs, in the order the data flows through them.
-ONNX_GRAPHS = ("music_encoder", "gpt_step", "motion_decoder")
-# 2: the GPT step keeps its cache in a ring; 3: one per layer; 4: both heads' logits in one output
-ONNX_FORMAT = "bailando_blender.onnx/4"
+ONNX_GRAPHS = ("music_encoder", "gpt_step", "ring_select", "motion_decoder")
+# 2: the GPT step keeps its cache in a ring; 3: one per layer; 4: both heads' logits in one output;
+# 5: a batch axis (beat search's candidates side by side) and the ring_select graph
+ONNX_FORMAT = "bailando_blender.onnx/5"
 # Metadata keys of every exported graph.
 META_FORMAT = "format"
 META_CONFIGS = "configs"  # JSON {network: {field: value}}, as in the checkpoint
@@ -28,6 +29,9 @@ EMPTY_SLOT = -(2**40)
 # Positions in one generation call (backend.generator: a lower token and the next step's music),
 # which the ring is sized for and the gpt_step graph's input axis is bounded by.
 MAX_INPUTS = 2
+# Rows of the gpt_step graph's batch axis at most: beat search's candidates
+# (backend.sampling.MAX_BEAT_CANDIDATES).
+MAX_BATCH = 32
 
 
 def check_ring_cache(cache_position: int, ring_position: int) -> None:

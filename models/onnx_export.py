@@ -2,22 +2,26 @@
 
     python -m models.onnx_export [models/weights/generator.safetensors]
 
-Three graphs (``models.files.ONNX_GRAPHS``), each with dynamic time axes:
+Four graphs (``models.files.ONNX_GRAPHS``), each with dynamic time axes, and a batch axis B
+where beat search runs its candidates side by side (``backend.generator``):
 
 - ``music_encoder``: music (1, T, music_dim) features as computed -> music_steps (1, T / 4, d_model);
 - ``gpt_step``: one generation call of ``MotionGPT.ring_step_at`` with its key/value cache, a
   ring of R slots (``models.gpt.ring_slots``), as inputs and outputs, so each new step costs the
-  new positions only: streams, tokens (1, n) int64, music_steps (1, n, d_model), positions (n,)
-  int64, ring_keys_<layer>, ring_values_<layer> (1, heads, R, head_dim) for each layer,
-  slot_positions (R,) int64 -> logits (1, upper codes + lower codes: the upper head's, then the
-  lower's), next_ring_keys_<layer>, next_ring_values_<layer>, next_slot_positions.
-  Every shape but n is fixed, so ONNX Runtime's CUDA provider can capture a call as a CUDA graph
-  and replay it. Each ring input is read by one node only, the scatter that writes the new
-  positions and gives ``next_<name>`` (checked: ``check_ring_in_place``), so the backend binds
-  one buffer as both and the ring is written in place. Each residual sum and the LayerNorm
-  after it are fused into ONNX Runtime's SkipLayerNormalization (``fuse_residual_norms``);
-- ``motion_decoder``: upper_tokens, lower_tokens (1, L) int64 -> upper_motion (1, 4L, 90),
-  lower_motion (1, 4L, 58).
+  new positions only: streams, tokens (B, n) int64, music_steps (B, n, d_model), positions (n,) int64,
+  ring_keys_<layer>, ring_values_<layer> (B, heads, R, head_dim) for each layer, slot_positions
+  (R,) int64 -> logits (B, upper codes + lower codes: the upper head's, then the lower's),
+  next_ring_keys_<layer>, next_ring_values_<layer>, next_slot_positions.
+  For a given B every shape but n is fixed, so ONNX Runtime's CUDA provider can capture a call as
+  a CUDA graph and replay it. Each ring input is read by one node only, the scatter that writes
+  the new positions and gives ``next_<name>`` (checked: ``check_ring_in_place``), so the backend
+  binds one buffer as both and the ring is written in place. Each residual sum and the
+  LayerNorm after it are fused into ONNX Runtime's SkipLayerNormalization (``fuse_residual_norms``);
+- ``ring_select``: the kept candidate's row of the ring copied into every row at the slots a
+  chunk wrote: row (1,) int64, slots (k,) int64, ring_keys_<layer>, ring_values_<layer> ->
+  next_ring_keys_<layer>, next_ring_values_<layer>, in place as the step's;
+- ``motion_decoder``: upper_tokens, lower_tokens (B, L) int64 -> upper_motion (B, 4L, 90),
+  lower_motion (B, 4L, 58).
 
 Weights are stored in fp16 where that is exact (the checkpoint's are fp16) and cast to fp32 when
 ONNX Runtime loads the graph (its constant folding does it once), which halves the files.
@@ -45,6 +49,7 @@ from torch.nn import functional as F
 from .checkpoint import read_checkpoint, restore_network
 from .files import (
     EMPTY_SLOT,
+    MAX_BATCH,
     MAX_INPUTS,
     META_CONFIGS,
     META_FORMAT,
@@ -68,9 +73,12 @@ CONTRIB_DOMAIN = "com.microsoft"
 # Initialisers with at least this many elements are stored in fp16 when that loses nothing;
 # smaller ones (shape constants, scalars) stay as they are.
 FP16_MIN_ELEMENTS = 16
-# Example sizes for tracing; every one of them is a dynamic axis of the exported graph.
+# Example sizes for tracing; every one of them is a dynamic axis of the exported graph (none
+# may be 1, which the exporter would take as a fixed size).
 EXAMPLE_STEPS = 6
 EXAMPLE_POSITION = 5
+EXAMPLE_BATCH = 3
+EXAMPLE_SLOTS = 4
 
 
 class GenerationStep(nn.Module):
@@ -99,13 +107,29 @@ class GenerationStep(nn.Module):
         return F.linear(last, heads), *ring
 
 
-def example_ring(cfg: GPTConfig, next_position: int) -> dict[str, torch.Tensor]:
-    """A ring of random keys and values after ``next_position`` positions (a full window once past it)."""
+class RingSelect(nn.Module):
+    """Beat search's choice: every row of the ring takes the kept row's keys and values at the
+    slots the chunk wrote (the rows are equal everywhere else). Each ring input is read by a
+    gather of that row and by the scatter that writes it, which depends on the gather."""
+
+    def forward(
+        self, row: torch.Tensor, slots: torch.Tensor, ring_keys: list[torch.Tensor], ring_values: list[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        def select(ring: torch.Tensor) -> torch.Tensor:
+            kept = ring.index_select(0, row).index_select(2, slots).expand(ring.shape[0], -1, -1, -1)
+            return ring.scatter(2, slots[None, None, :, None].expand_as(kept), kept)
+
+        return [select(ring) for ring in ring_keys], [select(ring) for ring in ring_values]
+
+
+def example_ring(cfg: GPTConfig, next_position: int, batch: int = EXAMPLE_BATCH) -> dict[str, torch.Tensor]:
+    """A ring of ``batch`` rows of random keys and values after ``next_position`` positions (a
+    full window once past it)."""
     slots = ring_slots(cfg, MAX_INPUTS)
     held = torch.arange(max(0, next_position - slots), next_position)
     slot_positions = torch.full((slots,), EMPTY_SLOT)
     slot_positions[held % slots] = held
-    shape = cfg.cache_shape(1, slots)[1:]
+    shape = cfg.cache_shape(batch, slots)[1:]
     return {
         "ring_keys": [torch.randn(shape) for _ in range(cfg.num_layers)],
         "ring_values": [torch.randn(shape) for _ in range(cfg.num_layers)],
@@ -146,20 +170,27 @@ class MotionDecoder(nn.Module):
         return self.vqvae.decode(upper_tokens, lower_tokens)
 
 
-def example_inputs(gpt: MotionGPT) -> dict[str, dict[str, torch.Tensor]]:
+def example_inputs(gpt: MotionGPT) -> dict[str, dict[str, Any]]:
     cfg = gpt.cfg
+    ring = example_ring(cfg, EXAMPLE_POSITION)
     return {
         "music_encoder": {"music": torch.randn(1, EXAMPLE_STEPS * cfg.frames_per_token, cfg.music_dim)},
         "gpt_step": {
-            "streams": torch.tensor([[2, 0]]),
-            "tokens": torch.tensor([[7, 0]]),
-            "music_steps": torch.randn(1, 2, cfg.d_model),
+            "streams": torch.tensor([[2, 0]] * EXAMPLE_BATCH),
+            "tokens": torch.randint(0, cfg.num_lower_codes, (EXAMPLE_BATCH, 2)),
+            "music_steps": torch.randn(1, 2, cfg.d_model).expand(EXAMPLE_BATCH, -1, -1).contiguous(),
             "positions": torch.arange(EXAMPLE_POSITION, EXAMPLE_POSITION + 2),
-            **example_ring(cfg, EXAMPLE_POSITION),
+            **ring,
+        },
+        "ring_select": {
+            "row": torch.tensor([1]),
+            "slots": torch.arange(EXAMPLE_SLOTS) * 2,
+            "ring_keys": ring["ring_keys"],
+            "ring_values": ring["ring_values"],
         },
         "motion_decoder": {
-            "upper_tokens": torch.randint(0, cfg.num_upper_codes, (1, EXAMPLE_STEPS)),
-            "lower_tokens": torch.randint(0, cfg.num_lower_codes, (1, EXAMPLE_STEPS)),
+            "upper_tokens": torch.randint(0, cfg.num_upper_codes, (EXAMPLE_BATCH, EXAMPLE_STEPS)),
+            "lower_tokens": torch.randint(0, cfg.num_lower_codes, (EXAMPLE_BATCH, EXAMPLE_STEPS)),
         },
     }
 
@@ -167,21 +198,29 @@ def example_inputs(gpt: MotionGPT) -> dict[str, dict[str, torch.Tensor]]:
 def output_names(graph: str, gpt: MotionGPT) -> list[str]:
     if graph == "music_encoder":
         return ["music_steps"]
+    rings = flat_names(example_ring(gpt.cfg, 0))
     if graph == "gpt_step":  # each ring input's successor is next_<its name> (backend.onnx_runtime.RingStep)
-        return ["logits", *(f"next_{name}" for name in flat_names(example_ring(gpt.cfg, 0)))]
+        return ["logits", *(f"next_{name}" for name in rings)]
+    if graph == "ring_select":
+        return [f"next_{name}" for name in rings if name.startswith("ring_")]
     return ["upper_motion", "lower_motion"]
 
 
 def dynamic_shapes(graph: str, gpt: MotionGPT) -> dict[str, Any]:
     if graph == "music_encoder":
         return {"music": {1: torch.export.Dim("frames", min=gpt.cfg.frames_per_token)}}
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    layers = [{0: batch}] * gpt.cfg.num_layers
     if graph == "gpt_step":
         new = torch.export.Dim("new_positions", min=1, max=MAX_INPUTS)
-        layers = [None] * gpt.cfg.num_layers
-        fixed = {"ring_keys": layers, "ring_values": layers, "slot_positions": None}
-        return {"streams": {1: new}, "tokens": {1: new}, "music_steps": {1: new}, "positions": {0: new}, **fixed}
+        rings = {"ring_keys": layers, "ring_values": layers, "slot_positions": None}
+        inputs = {name: {0: batch, 1: new} for name in ("streams", "tokens", "music_steps")}
+        return {**inputs, "positions": {0: new}, **rings}
+    if graph == "ring_select":
+        slots = torch.export.Dim("slots", min=1, max=ring_slots(gpt.cfg, MAX_INPUTS))
+        return {"row": None, "slots": {0: slots}, "ring_keys": layers, "ring_values": layers}
     steps = torch.export.Dim("steps", min=1)
-    return {"upper_tokens": {1: steps}, "lower_tokens": {1: steps}}
+    return {"upper_tokens": {0: batch, 1: steps}, "lower_tokens": {0: batch, 1: steps}}
 
 
 def store_weights_in_fp16(model: onnx.ModelProto) -> None:
@@ -222,7 +261,9 @@ def fuse_residual_norms(model: onnx.ModelProto, cfg: GPTConfig) -> onnx.ModelPro
     for name in vars(options):
         if name.startswith("enable_"):
             setattr(options, name, False)
-    options.enable_skip_layer_norm = options.enable_bias_skip_layer_norm = options.enable_shape_inference = True
+    # Without its shape inference, which with the batch axis did not find the first block's
+    # second residual's two sides equal and left it apart; every residual here adds equal shapes.
+    options.enable_skip_layer_norm = options.enable_bias_skip_layer_norm = True
     model = optimize_model(model, "bert", cfg.num_heads, cfg.d_model, optimization_options=options, opt_level=0).model
     if all(opset.domain != CONTRIB_DOMAIN for opset in model.opset_import):
         model.opset_import.append(onnx.helper.make_opsetid(CONTRIB_DOMAIN, 1))
@@ -234,9 +275,24 @@ def fuse_residual_norms(model: onnx.ModelProto, cfg: GPTConfig) -> onnx.ModelPro
 IN_PLACE_SCATTERS = ("ScatterElements", "ScatterND")
 
 
-def check_ring_in_place(model: onnx.ModelProto) -> None:
-    """Raise unless each ring input (``ring_*``, ``slot_positions``) of the GPT step is read by
-    exactly one node, a scatter taking it as its data and giving the output ``next_<name>``:
+def ancestors(graph: onnx.GraphProto, node: onnx.NodeProto) -> set[str]:
+    """Names of every value ``node`` reads, directly or through the nodes that make them."""
+    makers = {output: maker for maker in graph.node for output in maker.output}
+    seen: set[str] = set()
+    waiting = list(node.input)
+    while waiting:
+        name = waiting.pop()
+        if name and name not in seen:
+            seen.add(name)
+            if name in makers:
+                waiting.extend(makers[name].input)
+    return seen
+
+
+def check_ring_in_place(model: onnx.ModelProto, graph_name: str = "gpt_step") -> None:
+    """Raise unless each ring input (``ring_*``, ``slot_positions``) of the graph is written by
+    exactly one node, a scatter taking it as its data and giving the output ``next_<name>``, and
+    every other node reading it does so before that scatter (the scatter depends on its output):
     what lets ``backend.onnx_runtime.RingStep`` bind one buffer as both."""
     graph = model.graph
     outputs = {output.name for output in graph.output}
@@ -244,17 +300,20 @@ def check_ring_in_place(model: onnx.ModelProto) -> None:
         if not (name.startswith("ring_") or name == "slot_positions"):
             continue
         readers = [node for node in graph.node if name in node.input]
-        reader = readers[0] if len(readers) == 1 else None
+        writers = [node for node in readers if list(node.output) == [f"next_{name}"]]
+        writer = writers[0] if len(writers) == 1 else None
         if (
-            reader is None
-            or reader.op_type not in IN_PLACE_SCATTERS
-            or list(reader.input).index(name) != 0
-            or list(reader.output) != [f"next_{name}"]
+            writer is None
+            or writer.op_type not in IN_PLACE_SCATTERS
+            or list(writer.input).index(name) != 0
             or f"next_{name}" not in outputs
+            or name in list(writer.input)[1:]
+            or any(set(node.output).isdisjoint(ancestors(graph, writer)) for node in readers if node is not writer)
         ):
             found = ", ".join(f"{node.op_type} -> {', '.join(node.output)}" for node in readers)
             raise CheckpointError(
-                f"gpt_step graph: ring input {name} is read by [{found}], not by one in-place scatter"
+                f"{graph_name} graph: ring input {name} is read by [{found}], not by one in-place scatter"
+                " and what it waits for"
             )
 
 
@@ -276,7 +335,8 @@ def export_graph(module: nn.Module, graph: str, gpt: MotionGPT, metadata: dict[s
     model = program.model_proto
     if graph == "gpt_step":  # fused while the biases are still initialisers, not fp16 casts
         model = fuse_residual_norms(model, gpt.cfg)
-        check_ring_in_place(model)
+    if graph in ("gpt_step", "ring_select"):
+        check_ring_in_place(model, graph)
     store_weights_in_fp16(model)
     onnx.helper.set_model_props(model, {**metadata, "graph": graph})
     onnx.checker.check_model(model)
@@ -292,8 +352,15 @@ def compare_with_torch(modules: dict[str, nn.Module], paths: dict[str, Path], gp
     differences = {}
     for graph, module in modules.items():
         inputs = example_inputs(gpt)[graph]
-        if graph == "gpt_step":  # a full window of past positions, a sliding step
-            inputs.update(positions=torch.arange(900, 902), **example_ring(gpt.cfg, 900))
+        if graph == "gpt_step":  # a full window of past positions, a sliding step, other candidates
+            inputs.update(positions=torch.arange(900, 902), **example_ring(gpt.cfg, 900, batch=EXAMPLE_BATCH + 2))
+            inputs["tokens"] = torch.randint(0, gpt.cfg.num_lower_codes, (EXAMPLE_BATCH + 2, 2))
+            inputs["streams"] = torch.tensor([[2, 0]] * (EXAMPLE_BATCH + 2))
+            inputs["music_steps"] = torch.randn(EXAMPLE_BATCH + 2, 2, gpt.cfg.d_model)
+        if graph == "ring_select":  # one row, another count of slots
+            ring = example_ring(gpt.cfg, 900, batch=EXAMPLE_BATCH + 2)
+            inputs.update(row=torch.tensor([0]), slots=torch.tensor([5, 6, 7]), ring_keys=ring["ring_keys"])
+            inputs["ring_values"] = ring["ring_values"]
         with torch.no_grad():
             expected = flat_values(module(*inputs.values()))
         session = onnxruntime.InferenceSession(str(paths[graph]), providers=["CPUExecutionProvider"])
@@ -317,6 +384,7 @@ def export_generator(weights: Path) -> list[Path]:
     modules = {
         "music_encoder": MusicEncoder(gpt),
         "gpt_step": GenerationStep(gpt),
+        "ring_select": RingSelect(),
         "motion_decoder": MotionDecoder(vqvae),
     }
     paths = {graph: onnx_path(weights, graph) for graph in modules}

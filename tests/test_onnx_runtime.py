@@ -17,13 +17,14 @@ from backend.beat_search import SEARCH_CHOICE_TEMPERATURE, SEARCH_CHUNK_STEPS, B
 from backend.generator import (
     DECODE_CHUNK_TOKENS,
     DEFAULT_WEIGHTS,
+    ChunkScorer,
     DanceGenerator,
     decode_spans,
     decoder_reach_tokens,
 )
 from backend.music_features import BEAT_COLUMN, song_features
 from backend.pipeline import generate
-from backend.sampling import SamplingConfig
+from backend.sampling import SamplingConfig, TokenSampler
 from models.checkpoint import save_checkpoint
 from models.files import ONNX_GRAPHS, CheckpointError, onnx_path
 from models.gpt import GPTConfig, MotionGPT
@@ -84,10 +85,10 @@ def test_the_ring_starts_each_song_afresh_and_refuses_a_stale_cache(exported: Pa
     networks = onnx.networks
     cache = networks.new_cache()
     music = np.zeros((1, SMALL_GPT.d_model), np.float32)
-    _, _, later = networks.step(np.array([0]), np.array([0]), music, cache)
+    _, _, later = networks.step(np.array([0]), np.array([[0]]), music, cache)
     with pytest.raises(RuntimeError, match="used twice"):
-        networks.step(np.array([0]), np.array([0]), music, cache)
-    networks.step(np.array([1]), np.array([3]), music, later)
+        networks.step(np.array([0]), np.array([[0]]), music, cache)
+    networks.step(np.array([1]), np.array([[3]]), music, later)
 
 
 def test_the_ring_is_written_in_place_only_where_the_graph_allows_it(exported: Path) -> None:
@@ -95,10 +96,11 @@ def test_the_ring_is_written_in_place_only_where_the_graph_allows_it(exported: P
     ring input is read by its scatter alone. The exporter checks it; the shipped graph passes;
     a graph with a second reader of a ring input is refused."""
     for weights in (exported, DEFAULT_WEIGHTS):
-        check_ring_in_place(onnx_format.load(str(onnx_path(weights, "gpt_step"))))
+        for graph in ("gpt_step", "ring_select"):
+            check_ring_in_place(onnx_format.load(str(onnx_path(weights, graph))), graph)
     model = onnx_format.load(str(onnx_path(exported, "gpt_step")))
     model.graph.node.append(onnx_format.helper.make_node("Identity", ["ring_values_1"], ["old_values"]))
-    with pytest.raises(CheckpointError, match=r"ring input ring_values_1 is read by \[ScatterElements -> next_ring_"):
+    with pytest.raises(CheckpointError, match=r"ring input ring_values_1 is read by \[ScatterND -> next_ring_"):
         check_ring_in_place(model)
 
 
@@ -212,7 +214,7 @@ def test_decoding_in_chunks_gives_the_frames_of_one_pass() -> None:
         reach = decoder_reach_tokens(generator.networks.vqvae_config)
         assert len(decode_spans(length, DECODE_CHUNK_TOKENS, reach)) > 1
         chunks = generator.decode(upper, lower, in_chunks=True)
-        for chunked, whole in zip(chunks, generator.networks.decode(upper, lower), strict=True):
+        for chunked, (whole,) in zip(chunks, generator.networks.decode(upper[None], lower[None]), strict=True):
             assert chunked.shape == whole.shape == (4 * length, whole.shape[1])
             np.testing.assert_allclose(chunked, whole, atol=1e-5, rtol=0)
 
@@ -227,14 +229,25 @@ def test_decode_spans_keep_each_token_once_with_its_margin() -> None:
             assert start + 64 - end >= 10 or end == length
 
 
-def chunk_token_sum(upper: np.ndarray, lower: np.ndarray, start: int, end: int) -> float:
-    """A chunk scorer with no float in it, so both runtimes choose alike: the chunk's token sum."""
-    return float(upper[start:end].sum() + lower[start:end].sum())
+def chunk_token_sum(upper: np.ndarray, lower: np.ndarray, start: int, end: int) -> np.ndarray:
+    """A chunk scorer with no float in it, so both runtimes choose alike: each row's token sum over the chunk."""
+    return (upper[:, start:end].sum(axis=1) + lower[:, start:end].sum(axis=1)).astype(np.float64)
+
+
+def recorder(scorer: ChunkScorer, ratings: list[tuple[int, float]]) -> ChunkScorer:
+    """``scorer``, noting (chunk start, rating) of each candidate in ``ratings``."""
+
+    def recording(upper: np.ndarray, lower: np.ndarray, start: int, end: int) -> np.ndarray:
+        rated = scorer(upper, lower, start, end)
+        ratings.extend((start, float(rating)) for rating in rated)
+        return rated
+
+    return recording
 
 
 def kept_ratings(ratings: list[tuple[int, float]], seed: int) -> dict[int, float]:
     """{chunk start: the rating of the candidate beat search keeps}, from the (start, rating) of
-    every candidate in the order tried: the highest rating plus the choice's Gumbel noise."""
+    every candidate in order: the highest rating plus the choice's Gumbel noise."""
     draws = SEARCH_CHOICE_TEMPERATURE * choice_noise(seed).gumbel(size=len(ratings))
     kept: dict[int, tuple[float, float]] = {}
     for (start, rating), draw in zip(ratings, draws, strict=True):
@@ -243,23 +256,73 @@ def kept_ratings(ratings: list[tuple[int, float]], seed: int) -> dict[int, float
     return {start: rating for start, (_, rating) in kept.items()}
 
 
-def test_beat_search_restores_the_cache_alike_on_both_runtimes(exported: Path) -> None:
-    """Beat search samples each chunk from a saved cache and goes on from the kept candidate's:
-    ONNX Runtime's ring, written back in place, must give the tokens of torch's cache, which is
-    its own copy; and each chunk kept is the one whose rating plus noise is highest."""
+def one_after_another(
+    generator: DanceGenerator, features: np.ndarray, sampling: SamplingConfig, score: ChunkScorer
+) -> tuple[np.ndarray, np.ndarray]:
+    """Beat search as it ran before its batch axis: torch's cache of one row, each candidate of a
+    chunk sampled from the chunk's start in turn, scored alone, the token draws taken in that order."""
+    networks = generator.networks
+    frames = generator.frames_per_token
+    steps = -(-len(features) // frames)
+    padded = np.concatenate([features, np.repeat(features[-1:], steps * frames - len(features), axis=0)])
+    music_steps = networks.encode_music(padded.astype(np.float32))
+    no_music = np.zeros((1, networks.d_model), np.float32)
+    sampler, noise = TokenSampler(sampling), choice_noise(sampling.seed)
+    upper, lower = np.zeros(steps, np.int64), np.zeros(steps, np.int64)
+    cache = networks.new_cache()
+    for first in range(0, steps, SEARCH_CHUNK_STEPS):
+        end = min(first + SEARCH_CHUNK_STEPS, steps)
+        best = None
+        for _ in range(sampling.beat_candidates):
+            tried, tried_upper, tried_lower = cache, upper.copy(), lower.copy()
+            for t in range(first, end):
+                if t == 0:
+                    streams, tokens, music = np.array([0]), np.array([[0]]), music_steps[:1]
+                else:
+                    streams, tokens = np.array([2, 0]), np.array([[tried_lower[t - 1], 0]])
+                    music = np.concatenate([no_music, music_steps[t : t + 1]])
+                logits, _, tried = networks.step(streams, tokens, music, tried)
+                tried_upper[t] = sampler(logits[0])
+                _, logits, tried = networks.step(np.array([1]), tried_upper[None, t : t + 1], no_music, tried)
+                tried_lower[t] = sampler(logits[0])
+            rating = score(tried_upper[None, :end], tried_lower[None, :end], first, end)[0] + (
+                SEARCH_CHOICE_TEMPERATURE * noise.gumbel()
+            )
+            if best is None or rating > best[0]:
+                best = (rating, tried_upper, tried_lower, tried)
+        assert best is not None
+        _, upper, lower, cache = best
+    return upper, lower
+
+
+def test_beat_search_side_by_side_gives_the_dance_of_one_candidate_after_another(exported: Path) -> None:
+    """The candidates of a chunk run as the rows of one batch (ONNX Runtime's ring and torch's
+    cache); the dance is the one sampled candidate after candidate, token for token, for the
+    real scorer and for one with no float in it."""
     onnx, reference = DanceGenerator.load(exported, "cpu", "onnx"), DanceGenerator.load(exported, "cpu", "torch")
+    rng = np.random.default_rng(12)
+    features = rng.normal(0, 30, (4 * 3 * SMALL_GPT.context_steps + 7, 57)).astype(np.float32)
+    features[:, BEAT_COLUMN] = 0.0
+    features[::15, BEAT_COLUMN] = 1.0
+    for seed, candidates in ((3, 4), (5, 8)):
+        sampling = SamplingConfig(seed=seed, beat_candidates=candidates)
+        scorers = (chunk_token_sum, BeatScorer(features, reference.decode_candidates, reference.frames_per_token))
+        for score in scorers:
+            expected = one_after_another(reference, features, sampling, score)
+            for generator in (onnx, reference):
+                tokens = generator.tokens(features, sampling, score=score)
+                np.testing.assert_array_equal(tokens[0], expected[0])
+                np.testing.assert_array_equal(tokens[1], expected[1])
+
+
+def test_beat_search_keeps_the_chunk_with_the_highest_rating_and_noise(exported: Path) -> None:
+    """Each chunk kept is the candidate whose rating plus noise is highest, and the search
+    changes the dance from plain sampling's."""
+    onnx = DanceGenerator.load(exported, "cpu", "onnx")
     features = np.random.default_rng(6).normal(0, 30, (4 * 4 * SMALL_GPT.context_steps + 5, 57)).astype(np.float32)
     sampling = SamplingConfig(seed=3, beat_candidates=4)
     ratings: list[tuple[int, float]] = []
-
-    def recording(upper: np.ndarray, lower: np.ndarray, start: int, end: int) -> float:
-        ratings.append((start, chunk_token_sum(upper, lower, start, end)))
-        return ratings[-1][1]
-
-    tokens = onnx.tokens(features, sampling, score=recording)
-    expected = reference.tokens(features, sampling, score=chunk_token_sum)
-    np.testing.assert_array_equal(tokens[0], expected[0])
-    np.testing.assert_array_equal(tokens[1], expected[1])
+    tokens = onnx.tokens(features, sampling, score=recorder(chunk_token_sum, ratings))
     plain = onnx.tokens(features, SamplingConfig(seed=3, beat_candidates=1), score=chunk_token_sum)
     assert not np.array_equal(plain[0], tokens[0])
     starts = sorted({start for start, _ in ratings})
@@ -269,7 +332,7 @@ def test_beat_search_restores_the_cache_alike_on_both_runtimes(exported: Path) -
         end = min(start + SEARCH_CHUNK_STEPS, len(tokens[0]))
         tried = [rating for first, rating in ratings if first == start]
         assert len(set(tried)) > 1  # the candidates differ
-        assert chunk_token_sum(*tokens, start, end) == kept[start]
+        assert chunk_token_sum(tokens[0][None], tokens[1][None], start, end)[0] == kept[start]
 
 
 def test_beat_search_keeps_the_chunk_drawn_by_the_beat_reward(exported: Path) -> None:
@@ -282,18 +345,15 @@ def test_beat_search_keeps_the_chunk_drawn_by_the_beat_reward(exported: Path) ->
     features = rng.normal(0, 30, (4 * 40, 57)).astype(np.float32)
     features[:, BEAT_COLUMN] = 0.0
     features[::15, BEAT_COLUMN] = 1.0  # a beat every half second
-    scorer = BeatScorer(features, generator.decode, generator.frames_per_token)
+    scorer = BeatScorer(features, generator.decode_candidates, generator.frames_per_token)
     ratings: list[tuple[int, float]] = []
-
-    def recording(upper: np.ndarray, lower: np.ndarray, start: int, end: int) -> float:
-        ratings.append((start, scorer(upper, lower, start, end)))
-        return ratings[-1][1]
-
-    upper, lower = generator.tokens(features, SamplingConfig(seed=1, beat_candidates=3), score=recording)
+    upper, lower = generator.tokens(
+        features, SamplingConfig(seed=1, beat_candidates=3), score=recorder(scorer, ratings)
+    )
     kept = kept_ratings(ratings, seed=1)
     not_best = 0
     for start in sorted(kept):
         end = min(start + SEARCH_CHUNK_STEPS, len(upper))
-        assert scorer(upper, lower, start, end) == pytest.approx(kept[start], abs=1e-9)
+        assert scorer(upper[None], lower[None], start, end)[0] == pytest.approx(kept[start], abs=1e-9)
         not_best += kept[start] < max(rating for first, rating in ratings if first == start)
     assert not_best > 0
