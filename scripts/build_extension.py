@@ -36,7 +36,11 @@ BATCH_SCRIPT = REPO / "scripts" / "blender_batch.py"  # `blender -b --python` ru
 TOOL_GLOB = "*/scripts/addons_core/bl_pkg/cli/blender_ext.py"
 WHEEL_CACHE = REPO / ".cache" / "wheels"
 ENGINE_PACKAGES = ("backend", "models")
-WEIGHT_FILES = ("generator.music_encoder.onnx", "generator.gpt_step.onnx", "generator.motion_decoder.onnx")
+sys.path.insert(0, str(REPO))
+from models.files import ONNX_GRAPHS  # noqa: E402  (the standard library only; after the path)
+
+# The generator's ONNX graphs (the checkpoint itself is not needed to dance).
+WEIGHT_FILES = tuple(f"generator.{graph}.onnx" for graph in ONNX_GRAPHS)
 ENGINE_DOCS = ("models/MODEL_CARD.md",)
 MACOS_MINIMUM = "14.0"  # ONNX Runtime 1.31's macOS wheels are for macOS 14 and newer
 PIP_REQUIREMENT = "pip==26.3"  # runs the first-start install from the zip (bundled_runtime.pip_command)
