@@ -134,14 +134,40 @@ def output_paths(songs: list[Path], out: Path | None) -> list[Path]:
         if len(songs) != 1:
             raise BatchError(f"--out {out}: one .blend holds one song; give a folder for {len(songs)} songs")
         targets = [out]
+    elif out.suffix and not out.is_dir():  # a typo for a file more likely than a new folder's name
+        raise BatchError(f"--out {out}: unknown output format '{out.suffix}' (use a .blend, or a folder)")
     else:
         targets = [out / f"{song.stem}.blend" for song in songs]
     if len({target.resolve() for target in targets}) != len(targets):
         raise BatchError("two songs have the same name; their .blend files would overwrite each other")
-    for target in targets:
-        if target.exists() and target.is_dir():
-            raise BatchError(f"{target}: is a folder")
     return targets
+
+
+def writable_folder(folder: Path) -> None:
+    """BatchError unless ``folder`` is a folder this process can write in, or can be made: its
+    nearest existing ancestor is a folder that can be written in."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise BatchError(f"{folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BatchError(f"{folder}: the folder {existing} cannot be written to")
+
+
+def check_outputs(files: list[Path], folders: list[Path], preview: bool) -> None:
+    """Every file and folder the run will write, checked before any work (BatchError in one
+    line): the files (the .blend files, with their previews beside them when ``preview``, and
+    the exports) and the pose pass's folders."""
+    blends = [path for path in files if path.suffix.lower() == ".blend"]
+    for path in files + ([blend.with_suffix(".mp4") for blend in blends] if preview else []):
+        if path.is_dir():
+            raise BatchError(f"{path}: is a folder, not a file name")
+        writable_folder(path.parent)
+    for folder in folders:
+        if folder.exists() and not folder.is_dir():
+            raise BatchError(f"--pose2d {folder}: is a file, not a folder")
+        writable_folder(folder)
 
 
 def backend_command(args: argparse.Namespace) -> list[str]:
@@ -261,11 +287,24 @@ def select_armature(name: str) -> None:
     bpy.context.view_layer.objects.active = obj
 
 
+def song_outputs(args: argparse.Namespace, song: Path, several: bool) -> tuple[Path | None, list[Path]]:
+    """The pose pass's folder and the export files of one song (named after it when there are several)."""
+    pose_folder = None if args.pose2d is None else (args.pose2d / song.stem if several else args.pose2d)
+    exports = [path.with_name(f"{path.stem}_{song.stem}{path.suffix}") if several else path for path in args.export]
+    return pose_folder, exports
+
+
 def run_songs(args: argparse.Namespace) -> int:
     songs = find_songs(args.songs)
     targets = output_paths(songs, args.out)
+    outputs = [song_outputs(args, song, len(songs) > 1) for song in songs]
+    check_outputs(
+        targets + [path for _, exports in outputs for path in exports],
+        [folder for folder, _ in outputs if folder is not None],
+        args.preview,
+    )
     failures = 0
-    for song, target in zip(songs, targets, strict=True):
+    for song, target, (pose_folder, exports) in zip(songs, targets, outputs, strict=True):
         started = time.perf_counter()
         bpy.ops.wm.read_homefile(use_empty=True)
         scene = bpy.context.scene
@@ -275,13 +314,6 @@ def run_songs(args: argparse.Namespace) -> int:
             if args.character is not None:
                 import_character(args.character)
             rig = dance_scene(args, settings_from(args, audio_source="FILE", audio_file=str(song.resolve())), song.name)
-            pose_folder = None
-            if args.pose2d is not None:
-                pose_folder = args.pose2d / song.stem if len(songs) > 1 else args.pose2d
-            exports = [
-                path.with_name(f"{path.stem}_{song.stem}{path.suffix}") if len(songs) > 1 else path
-                for path in args.export
-            ]
             report = save(scene, rig, target, args, True, pose_folder, exports)
             print(f"{report} ({time.perf_counter() - started:.1f} s)")
         except (generation.DanceError, pose_pass.PosePassError, export.ExportError) as error:
@@ -294,10 +326,13 @@ def run_open_scene(args: argparse.Namespace) -> int:
     if args.armature:
         select_armature(args.armature)
     scene = bpy.context.scene
-    rig = dance_scene(args, settings_from(args, strip_name=args.strip), args.strip or "active strip")
     target = args.out or (Path(bpy.data.filepath) if bpy.data.filepath else None)
     if target is None:
         raise BatchError("--out is needed: the open scene was never saved")
+    if target.suffix.lower() != ".blend":
+        raise BatchError(f"--out {target}: unknown output format '{target.suffix}' (use a .blend)")
+    check_outputs([target, *args.export], [] if args.pose2d is None else [args.pose2d], args.preview)
+    rig = dance_scene(args, settings_from(args, strip_name=args.strip), args.strip or "active strip")
     print(save(scene, rig, target, args, False, args.pose2d, args.export))
     return 0
 

@@ -345,6 +345,38 @@ def test_batch_cli_refuses_bad_input_in_one_line(song: Path, tmp_path: Path, arg
     assert not (tmp_path / "x.blend").exists()
 
 
+def test_batch_cli_checks_every_output_before_the_work(song: Path, tmp_path: Path, monkeypatch) -> None:
+    """A .blend that is a folder, an unknown suffix, an export or preview that is a folder, a pose
+    folder that is a file, a folder under a file, a folder that cannot be written to: one line
+    each, exit 2, before the backend starts, and nothing written."""
+    from bailando_blender import batch
+
+    (tmp_path / "taken.blend").mkdir()
+    (tmp_path / "taken.fbx").mkdir()
+    (tmp_path / "clip.mp4").mkdir()
+    (tmp_path / "notes.txt").write_text("a file")
+    before = sorted(tmp_path.rglob("*"))
+    cases = [
+        (["--out", "taken.blend"], "taken.blend: is a folder, not a file name"),
+        (["--out", "dance.mp4"], "unknown output format '.mp4' (use a .blend, or a folder)"),
+        (["--out", "new.blend", "--export", "taken.fbx"], "taken.fbx: is a folder, not a file name"),
+        (["--out", "clip.blend", "--preview"], "clip.mp4: is a folder, not a file name"),
+        (["--out", "new.blend", "--pose2d", "notes.txt"], "--pose2d"),
+        (["--out", "notes.txt/new.blend"], "notes.txt is a file, not a folder"),
+    ]
+    for arguments, message in cases:
+        arguments = [str(tmp_path / a) if not a.startswith("--") else a for a in arguments]
+        result = run_batch(str(song), *arguments)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 2 and len(lines) == 1 and message in lines[0], (arguments, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert sorted(tmp_path.rglob("*")) == before
+    monkeypatch.setattr(batch.os, "access", lambda path, mode: False)  # a read-only folder (root writes anywhere)
+    monkeypatch.setattr(batch.backend_manager, "ensure_started", lambda *a, **k: pytest.fail("the backend started"))
+    assert batch.main([str(song), "--out", str(tmp_path / "new.blend"), "--quiet"]) == 2
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 def test_the_built_zip_installs_and_enables_in_blender(tmp_path: Path) -> None:
     built = subprocess.run(
         [
