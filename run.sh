@@ -13,7 +13,7 @@ BLENDER_VENV=.venv-blender  # Python 3.13 with Blender 5.3's bpy module
 BLENDER_REQUIREMENTS=tests/requirements-blender.txt
 EXTENSION_TESTS=(tests/test_blender_extension.py tests/test_projection.py tests/test_pose_pass.py
     tests/test_pose_guides.py tests/test_retarget_blender.py tests/test_extension_package.py
-    tests/test_extension_install.py)
+    tests/test_extension_install.py tests/test_faults_blender.py)
 
 # Python 3.13 for Blender 5.3: $PYTHON313, else python3.13 on the PATH, else pyenv's newest 3.13.
 python313() {

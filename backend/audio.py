@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +39,27 @@ SNIFF_BYTES = 4096
 TEXT_SHARE = 0.95  # of the first bytes printable ASCII or whitespace: a text file, not audio
 # A file that decodes to less than this share of what its header claims is a cut-off file.
 TRUNCATED_SHARE = 0.9
+# Peak amplitude over which samples are no music but damage (a float WAV's garbage): 60 dB over
+# full scale, where a loud master's floats reach a little over 1.
+MAX_SAMPLE_PEAK = 1e3
+
+
+@contextlib.contextmanager
+def native_stderr_caught() -> Iterator[list[bytes]]:
+    """Whatever native code (libsndfile's MP3 decoder, mpg123) writes to stderr meanwhile, held
+    back from the user: the list gets it when the block ends. Process-wide, so short blocks only."""
+    caught: list[bytes] = []
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield caught
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            caught.append(sink.read())
 
 
 def sniffed_problem(path: Path) -> str | None:
@@ -69,15 +94,18 @@ class Song:
     sample_rate: int
     duration_s: float
     claimed_s: float | None = None
+    damaged: bool = False  # the decoder skipped parts it could not read (said so on stderr)
 
     def warning(self) -> str | None:
-        """One line for the user when the file is cut off, else None."""
-        if self.claimed_s is None or self.duration_s >= TRUNCATED_SHARE * self.claimed_s:
-            return None
-        return (
-            f"{self.path}: decodes to {self.duration_s:.1f} s of the {self.claimed_s:.1f} s its header claims "
-            "(a cut-off file?); danced as far as it goes"
-        )
+        """One line for the user when the file is cut off or damaged, else None."""
+        if self.claimed_s is not None and self.duration_s < TRUNCATED_SHARE * self.claimed_s:
+            return (
+                f"{self.path}: decodes to {self.duration_s:.1f} s of the {self.claimed_s:.1f} s its header claims "
+                "(a cut-off file?); danced as far as it goes"
+            )
+        if self.damaged:
+            return f"{self.path}: has damaged parts the decoder skipped; danced to the rest"
+        return None
 
 
 def sample_span(path: Path, total: int, rate: int, start_s: float, end_s: float | None) -> tuple[int, int]:
@@ -184,17 +212,18 @@ def load_song(path: str | Path, sample_rate: int, start_s: float = 0.0, end_s: f
     if problem is not None:
         raise UserInputError(path, problem)
     try:
-        with soundfile.SoundFile(str(path)) as audio_file:
-            source_rate = audio_file.samplerate
-            first, count = sample_span(path, audio_file.frames, source_rate, start_s, end_s)
-            exact_seek = {(audio_file.format, None), (audio_file.format, audio_file.subtype)} & EXACT_SEEK
-        parts = decode_parts(count, source_rate, bool(exact_seek))
-        mono = np.empty(count, dtype=np.float32)
-        with ThreadPoolExecutor(max_workers=len(parts)) as pool:
-            jobs = [pool.submit(decode_into, path, first + start, mono[start : start + size]) for start, size in parts]
-            decoded = [job.result() for job in jobs]
-        if decoded != [size for _, size in parts]:  # a file shorter than its header: what is there
-            mono = mono[: decode_into(path, first, mono)]
+        with native_stderr_caught() as decoder_notes:
+            with soundfile.SoundFile(str(path)) as audio_file:
+                source_rate = audio_file.samplerate
+                first, count = sample_span(path, audio_file.frames, source_rate, start_s, end_s)
+                exact_seek = {(audio_file.format, None), (audio_file.format, audio_file.subtype)} & EXACT_SEEK
+            parts = decode_parts(count, source_rate, bool(exact_seek))
+            mono = np.empty(count, dtype=np.float32)
+            with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+                jobs = [pool.submit(decode_into, path, first + s, mono[s : s + size]) for s, size in parts]
+                decoded = [job.result() for job in jobs]
+            if decoded != [size for _, size in parts]:  # a file shorter than its header: what is there
+                mono = mono[: decode_into(path, first, mono)]
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
         detail = str(error).split(":")[-1].strip() or "unknown format"
         raise UserInputError(path, f"cannot be decoded as audio (wav, ogg, flac or mp3): {detail}") from None
@@ -203,6 +232,8 @@ def load_song(path: str | Path, sample_rate: int, start_s: float = 0.0, end_s: f
         raise UserInputError(path, "contains no audio samples")
     if not np.all(np.isfinite(mono)):
         raise UserInputError(path, "contains invalid (non-finite) samples")
+    if float(np.max(np.abs(mono))) > MAX_SAMPLE_PEAK:
+        raise UserInputError(path, "contains samples far beyond full scale (a damaged file?)")
     if duration_s < MIN_DURATION_S:
         raise UserInputError(path, f"is too short ({duration_s:.2f} s; at least {MIN_DURATION_S:g} s needed)")
     if float(np.max(np.abs(mono))) < SILENCE_PEAK:
@@ -217,6 +248,7 @@ def load_song(path: str | Path, sample_rate: int, start_s: float = 0.0, end_s: f
         sample_rate=sample_rate,
         duration_s=duration_s,
         claimed_s=claimed_span(path, count, source_rate, start_s, end_s) / source_rate,
+        damaged=any(decoder_notes),
     )
 
 

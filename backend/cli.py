@@ -4,20 +4,33 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
+from types import FrameType
+from typing import NoReturn
 
+from .errors import Terminated
 from .generator import DEVICES, RUNTIMES
 from .music_features import FPS, configure_numba_cache
 from .sampling import DEFAULT_BEAT_CANDIDATES
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's refusals in one line (its usage block would be the user's second and third)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"error: {message} (--help lists the options)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m backend", description="Music to SMPL dance.")
+    parser = OneLineParser(prog="python -m backend", description="Music to SMPL dance.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     model = argparse.ArgumentParser(add_help=False)
@@ -101,8 +114,23 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread:
+        previous = signal.signal(signal.SIGTERM, terminate)  # stopped as by Ctrl-C: one line, no file
+    try:
+        return run_command(args)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def run_command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     configure_numba_cache()
     from models.files import CheckpointError
@@ -124,3 +152,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
         return EXIT_INTERRUPTED
+    except Terminated:
+        sys.stderr.write("\nterminated\n")
+        return EXIT_TERMINATED

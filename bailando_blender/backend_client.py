@@ -23,6 +23,11 @@ from typing import Any
 STDERR_LINES_KEPT = 20  # the backend's last stderr lines, shown when it dies
 STDERR_DRAIN_S = 2.0  # how long an exit report waits for the backend's last stderr lines
 READY_TIMEOUT_S = 120.0  # a cold start may compile librosa's numba functions; counted from the last event
+# A job whose backend sends nothing for this long is given up and the backend stopped (the next
+# Generate starts a new one): a working backend reports each stage and the tokens' progress ten
+# times a second; its longest quiet stretches (a 10-minute song's decoding and features, a first
+# job's wait for librosa's warm-up) take seconds.
+JOB_SILENCE_TIMEOUT_S = 120.0
 
 
 class BackendError(Exception):
@@ -58,6 +63,7 @@ class BackendProcess:
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
         self._ids = itertools.count(1)
         self._write_lock = threading.Lock()
+        self._last_heard = time.monotonic()
 
     # --- life cycle --------------------------------------------------------------
 
@@ -81,6 +87,7 @@ class BackendProcess:
             self._fail(f"cannot start the backend ({self.command[0]}): {error.strerror or error}")
             raise BackendError(self.failure) from None
         self.state, self.failure, self.info = "starting", None, {}
+        self._last_heard = time.monotonic()
         self._stderr.clear()
         stderr_reader = threading.Thread(target=self._read_stderr, args=(self._process,), daemon=True)
         stderr_reader.start()
@@ -126,6 +133,7 @@ class BackendProcess:
         job = f"job-{next(self._ids)}"
         self.jobs[job] = JobState(job)
         self._send({"op": "submit", "job": job, "audio": audio, "out": out, **options})
+        self._last_heard = time.monotonic()
         return job
 
     def cancel(self, job: str) -> None:
@@ -143,9 +151,30 @@ class BackendProcess:
                 events.append(self._events.get_nowait())
         except queue.Empty:
             pass
+        if events:
+            self._last_heard = time.monotonic()
         for event in events:
             self._apply(event)
         return events
+
+    def check_heard(self, job: str | None = None) -> None:
+        """BackendError if the backend has been quiet too long: starting, for READY_TIMEOUT_S;
+        running ``job``, for JOB_SILENCE_TIMEOUT_S. Then the backend is stopped (a hung one is
+        killed after a second) and its jobs fail with that reason."""
+        if job is not None and not self.jobs[job].done:
+            timeout = JOB_SILENCE_TIMEOUT_S
+        elif job is None and self.state == "starting":
+            timeout = READY_TIMEOUT_S
+        else:
+            return
+        if time.monotonic() - self._last_heard <= timeout:
+            return
+        self.stop(timeout=1.0)
+        self._fail(f"the backend stopped answering (nothing for {timeout:.0f} s); the next Generate starts it again")
+        for state in self.jobs.values():
+            if not state.done:
+                state.done, state.error = True, self.failure
+        raise BackendError(self.failure)
 
     def wait_job(
         self, job: str, timeout: float | None = None, progress: Callable[[float, str], None] | None = None
@@ -157,6 +186,7 @@ class BackendProcess:
             if deadline is not None and time.monotonic() > deadline:
                 raise BackendError(f"{job} did not finish within {timeout:.0f} s")
             self.poll(timeout=0.1)
+            self.check_heard(job)
             if self.state == "failed" and not state.done:
                 state.done, state.error = True, self.failure
             if progress is not None:
@@ -186,7 +216,7 @@ class BackendProcess:
         elif kind == "installing":  # the bundled runtime's first start (bundled_runtime.py)
             self.info = {"installing": float(event["fraction"])}
         elif kind == "exited":
-            if self.state != "stopped":
+            if self.state not in ("stopped", "failed"):  # a reason given already stays
                 last = next((line for line in reversed(self._stderr) if line.strip()), "")
                 self._fail(f"the backend exited (code {event['code']}){': ' + last if last else ''}")
             for state in self.jobs.values():

@@ -27,6 +27,7 @@ import bpy
 
 from . import backend_manager, export, generation, pose_pass, preferences, preview
 from .backend_client import BackendError
+from .output_paths import file_problem, folder_problem
 
 AUDIO_SUFFIXES = (".wav", ".ogg", ".flac", ".mp3")
 CHARACTER_SUFFIXES = (".fbx", ".glb", ".gltf")
@@ -143,31 +144,17 @@ def output_paths(songs: list[Path], out: Path | None) -> list[Path]:
     return targets
 
 
-def writable_folder(folder: Path) -> None:
-    """BatchError unless ``folder`` is a folder this process can write in, or can be made: its
-    nearest existing ancestor is a folder that can be written in."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise BatchError(f"{folder}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise BatchError(f"{folder}: the folder {existing} cannot be written to")
-
-
 def check_outputs(files: list[Path], folders: list[Path], preview: bool) -> None:
     """Every file and folder the run will write, checked before any work (BatchError in one
     line): the files (the .blend files, with their previews beside them when ``preview``, and
     the exports) and the pose pass's folders."""
     blends = [path for path in files if path.suffix.lower() == ".blend"]
     for path in files + ([blend.with_suffix(".mp4") for blend in blends] if preview else []):
-        if path.is_dir():
-            raise BatchError(f"{path}: is a folder, not a file name")
-        writable_folder(path.parent)
+        if (problem := file_problem(path)) is not None:
+            raise BatchError(f"{path}: {problem}")
     for folder in folders:
-        if folder.exists() and not folder.is_dir():
-            raise BatchError(f"--pose2d {folder}: is a file, not a folder")
-        writable_folder(folder)
+        if (problem := folder_problem(folder)) is not None:
+            raise BatchError(f"--pose2d {folder}: {problem}")
 
 
 def backend_command(args: argparse.Namespace) -> list[str]:

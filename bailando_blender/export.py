@@ -13,6 +13,7 @@ from pathlib import Path
 
 import bpy
 
+from .output_paths import file_problem
 from .preview import quiet_stdout
 
 FORMATS = (".fbx", ".glb", ".bvh")
@@ -57,8 +58,8 @@ def export_dance(scene: bpy.types.Scene, rig: bpy.types.Object, path: Path) -> s
         raise ExportError(f"{path}: unknown export format (use {', '.join(FORMATS)})")
     if rig is None or rig.type != "ARMATURE":
         raise ExportError(f"{path}: '{getattr(rig, 'name', None)}' is not an armature")
-    if (path.parent.exists() and not path.parent.is_dir()) or path.is_dir():
-        raise ExportError(f"{path}: not a file path")
+    if (problem := file_problem(path)) is not None:
+        raise ExportError(f"{path}: {problem}")
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.stem}.partial{suffix}")
     view_layer = bpy.context.view_layer

@@ -137,6 +137,7 @@ class BAILANDO_OT_generate_dance(bpy.types.Operator):
                 backend.cancel(self.job)
             return self.stop(context, "Cancelled", failed=False, cancelled=True)
         if self.job is None:
+            backend.check_heard()  # a backend that never gets ready: given up, stopped, said so
             if backend.state == "starting":
                 state.stage = backend_manager.describe()[1].removeprefix("Backend: ")
                 redraw_panels(context)
@@ -145,6 +146,7 @@ class BAILANDO_OT_generate_dance(bpy.types.Operator):
                 raise generation.DanceError(f"Backend: {backend.failure or 'not running'}")
             self.job = backend.submit(self.plan.span.path, self.plan.out_path, **self.plan.request())
         job = backend.jobs[self.job]
+        backend.check_heard(self.job)  # a hung backend: given up, stopped, said so (the UI never waited on it)
         if backend.state == "failed" and not job.done:
             raise generation.DanceError(f"Backend: {backend.failure}")
         state.progress, state.stage = job.fraction, job.stage

@@ -25,7 +25,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import follow_camera, occlusion, pose_files, pose_guides, rig_mapping, rigify_rig, sound_strips
+from . import follow_camera, occlusion, output_paths, pose_files, pose_guides, rig_mapping, rigify_rig, sound_strips
 from .armature import ArmatureError, has_smpl_names
 from .keyframes import SLOTTED_ACTIONS, Channel, assign_action, build_action
 from .pose_keypoints import (
@@ -446,6 +446,8 @@ def write_pose_pass(scene: bpy.types.Scene, rig: bpy.types.Object, settings: Pos
     folder = Path(bpy.path.abspath(settings.folder)) if settings.folder else None
     if folder is None or (folder.exists() and not folder.is_dir()):
         raise PosePassError(f"2D pose pass: output folder '{settings.folder}' is not a folder")
+    if (problem := output_paths.folder_problem(folder)) is not None:
+        raise PosePassError(f"2D pose pass: output folder '{settings.folder}': {problem}")
     camera = pass_camera(scene, settings.camera)
     bpy.context.view_layer.update()  # object matrices as their transforms now say
     scene_frames = sample_frames(scene, settings)
