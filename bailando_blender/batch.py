@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,8 @@ from .output_paths import file_problem, folder_problem
 AUDIO_SUFFIXES = (".wav", ".ogg", ".flac", ".mp3")
 CHARACTER_SUFFIXES = (".fbx", ".glb", ".gltf")
 EXIT_FAILED = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 MAX_FPS = 240.0  # the backend's limit on output frame rates
 PREVIEW_SECONDS = 10.0  # default length of the preview video
 
@@ -204,8 +208,11 @@ def save(
     target.parent.mkdir(parents=True, exist_ok=True)
     # Write next to the target and rename, so a failure never leaves half a .blend.
     partial = target.with_name(target.name + ".partial.blend")
-    bpy.ops.wm.save_as_mainfile(filepath=str(partial.resolve()), copy=True)
-    os.replace(partial, target)
+    try:
+        bpy.ops.wm.save_as_mainfile(filepath=str(partial.resolve()), copy=True)
+        os.replace(partial, target)
+    finally:  # interrupted between the two: no half-named copy left behind
+        partial.unlink(missing_ok=True)
     report = f"{target}: {rig.name}, frames {scene.frame_start}-{scene.frame_end} at {scene.render.fps} fps"
     limb_error = generation.limb_error_of(rig)
     if generation.song_warning_of(rig):
@@ -324,8 +331,26 @@ def run_open_scene(args: argparse.Namespace) -> int:
     return 0
 
 
+class Terminated(BaseException):
+    """SIGTERM: stopped as by Ctrl-C (not an Exception, so that no error handler swallows it)."""
+
+
+def terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminate) if in_main_thread else None
+    try:
+        return run(args)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         if not 0 < args.fps <= MAX_FPS:
             raise BatchError(f"--fps must be in (0, {MAX_FPS:g}], got {args.fps:g}")
@@ -349,7 +374,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
-        return 130
+        return EXIT_INTERRUPTED
+    except Terminated:
+        sys.stderr.write("\nterminated\n")
+        return EXIT_TERMINATED
     finally:
         backend_manager.shutdown()
 

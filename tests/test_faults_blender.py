@@ -221,3 +221,48 @@ def test_quitting_blender_mid_job_stops_the_backend_and_leaves_no_file(tmp_path:
         time.sleep(0.2)
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
     assert list(out.parent.iterdir()) == []
+
+
+def backend_pids() -> set[int]:
+    """The processes running ``python -m backend serve``, by their command lines."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if entry.name.isdigit() and b"backend" in command and b"serve" in command:
+            pids.add(int(entry.name))
+    return pids
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_the_batch_stopped_mid_dance_says_so_and_leaves_nothing(song: Path, tmp_path: Path, signal_name: str) -> None:
+    """A batch run signalled while it dances: one line, 130 or 143, no .blend (nor a partial
+    one), and its backend gone with it."""
+    import signal
+
+    out = tmp_path / "out"
+    before = backend_pids()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bailando_blender.batch", str(song), "--out", str(out / "dance.blend"), "--quiet"],
+        cwd=REPO,
+        env={**os.environ, backend_manager.BACKEND_PYTHON_ENV: REAL_BACKEND},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not backend_pids() - before and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)  # signalled once its backend runs: mid-dance
+    time.sleep(1.0)
+    process.send_signal(getattr(signal, signal_name))
+    _, stderr = process.communicate(timeout=120)
+    word, code = {"SIGINT": ("interrupted", 130), "SIGTERM": ("terminated", 143)}[signal_name]
+    assert process.returncode == code, stderr
+    assert [line for line in stderr.splitlines() if line.strip()] == [word]
+    assert not out.exists() or list(out.iterdir()) == []
+    deadline = time.monotonic() + 30
+    while backend_pids() - before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not backend_pids() - before
