@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -57,6 +58,12 @@ def short_song(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_song(tmp_path_factory.mktemp("faults") / "short.wav", duration_s=SONG_SECONDS, channels=1)
 
 
+def ctrl_c_as_at_a_terminal() -> None:
+    """In the child: SIGINT's default action, as a terminal's Ctrl-C meets it. A test suite run
+    in the background (a CI job, `cmd &`) starts with SIGINT ignored, and its children with it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def stage_signalled_script(stage: str, signal_name: str, song: Path, out: Path) -> str:
     """Python that runs the command line with the stage's function wrapped to signal its own
     process on entry (the signal's handler runs as the stage begins), as a user's Ctrl-C or a
@@ -84,7 +91,14 @@ def test_a_signal_at_any_stage_stops_with_one_line_and_no_file(
 ) -> None:
     out = tmp_path / "dance.npz"
     script = stage_signalled_script(stage, signal_name, short_song, out)
-    result = subprocess.run([python, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S)
+    result = subprocess.run(
+        [python, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT_S,
+        preexec_fn=ctrl_c_as_at_a_terminal,
+    )
     word, code = SIGNALS[signal_name]
     assert result.returncode == code, result.stderr
     assert [line for line in result.stderr.splitlines() if line.strip()] == [word]

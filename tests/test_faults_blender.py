@@ -251,6 +251,9 @@ def test_the_batch_stopped_mid_dance_says_so_and_leaves_nothing(song: Path, tmp_
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # SIGINT's default action, as a terminal's Ctrl-C meets it (a suite run in the background
+        # starts with SIGINT ignored, and its children with it).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not backend_pids() - before and time.monotonic() < deadline and process.poll() is None:
