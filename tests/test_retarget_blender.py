@@ -268,6 +268,7 @@ def test_the_generate_operator_bakes_a_rigify_rig_across_timer_ticks(scene, monk
     job = SimpleNamespace(done=True, cancelled=False, error=None, result={"out": str(out), "frames": FRAMES},
                           fraction=1.0, stage="done")  # fmt: skip
     backend = SimpleNamespace(state="ready", failure=None, jobs={"job": job}, poll=lambda: None, alive=lambda: True)
+    backend.check_heard = lambda job: None  # a backend that just answered
 
     def operator() -> SimpleNamespace:
         fake = SimpleNamespace(backend=backend, job="job", plan=generation.arrays_plan(arrays, rig.name), keying=None)
