@@ -20,6 +20,7 @@ from bailando_blender.skeleton import (
 from .beat_reward import floor_height
 from .beat_search import BeatScorer
 from .errors import CancelledError, UserInputError
+from .floor_contact import keep_above_floor
 from .generator import DanceGenerator
 from .motion_representation import decode_motion
 from .music_features import FPS, MusicFeatures, song_features
@@ -232,6 +233,7 @@ def generate(
         rotations, translation = resample(rotations, translation, FPS, fps, num_frames)
         body = body_positions(rotations)
     translation = put_on_floor(rotations, translation, body)
+    rotations, translation = keep_above_floor(rotations, translation)
     quaternions = make_quaternions_continuous(matrix_to_quaternion(rotations))
     report("rotations", 1.0)
     return Dance(

@@ -90,6 +90,9 @@ def test_ground_penetration_measures_how_deep_the_lowest_joint_goes() -> None:
     body[5, :, 1] -= 0.1
     deepest, mean = metrics.ground_penetration(body)
     assert deepest == pytest.approx(0.1) and mean == pytest.approx(0.01)
+    assert metrics.sunk_share(body) == pytest.approx(0.1)
+    body[6, :, 1] -= 0.005  # half a centimetre under: not counted
+    assert metrics.sunk_share(body) == pytest.approx(0.1)
 
 
 def test_a_knee_bent_backwards_is_a_joint_limit_violation() -> None:

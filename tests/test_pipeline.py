@@ -9,6 +9,7 @@ import pytest
 from scipy.ndimage import gaussian_filter1d
 
 from backend.errors import CancelledError, UserInputError
+from backend.floor_contact import FLOOR_GIVE_M
 from backend.generator import DanceGenerator
 from backend.pipeline import generate, resample
 from backend.sampling import SamplingConfig
@@ -34,7 +35,8 @@ def test_dance_shapes_units_and_floor(dance) -> None:
     assert np.all(np.sum(dance.joint_rotations[1:] * dance.joint_rotations[:-1], axis=-1) >= 0)  # continuous
     positions, _ = sk.forward_kinematics(sk.quaternion_to_matrix(dance.joint_rotations), dance.root_translation)
     lowest = positions[..., 1].min(axis=1)
-    assert np.percentile(lowest, 5) == pytest.approx(0.0, abs=1e-4)
+    assert np.percentile(lowest, 5) == pytest.approx(0.0, abs=1e-3)  # standing on the floor
+    assert lowest.min() >= -FLOOR_GIVE_M - 1e-5  # never through it (float32 rotations round)
     assert dance.tempo_bpm == pytest.approx(120, rel=0.03) and len(dance.beat_times) >= 12
     assert not dance.trained
 

@@ -22,6 +22,7 @@ PFC_SCALE = 1e4  # EDGE reports PFC times 10^4
 HYPEREXTENSION_DEG = 10.0  # a knee or elbow bent backwards past this counts as a violation
 KNEES = (4, 5)  # left, right
 ELBOWS = (18, 19)  # left, right
+SUNK_DEPTH_M = 0.01  # a joint deeper than this under the floor shows (the goal: none, every frame)
 
 
 def resample_positions(positions: np.ndarray, fps: float, target_fps: float) -> np.ndarray:
@@ -117,6 +118,11 @@ def ground_penetration(positions: np.ndarray) -> tuple[float, float]:
     return float(depth.max()), float(depth.mean())
 
 
+def sunk_share(positions: np.ndarray, depth_m: float = SUNK_DEPTH_M) -> float:
+    """Share of frames in which a joint is more than ``depth_m`` under the floor."""
+    return float(np.mean(positions[..., 1].min(axis=1) < -depth_m))
+
+
 def hinge_flexion_deg(joint_rotations: np.ndarray) -> dict[str, np.ndarray]:
     """(T,) signed flexion of each knee and elbow from (T, 24, 3, 3) local rotations, degrees.
 
@@ -149,5 +155,6 @@ def summary(positions: np.ndarray, fps: float, beat_times: np.ndarray) -> dict[s
         "longest_frozen_s": longest_frozen_s(positions, fps),
         "pfc": physical_foot_contact(positions, fps),
         "penetration_max_m": ground_penetration(positions)[0],
+        "sunk_share": sunk_share(positions),
         "root_max_distance_m": float(np.linalg.norm(positions[:, 0, [0, 2]] - positions[0, 0, [0, 2]], axis=1).max()),
     }

@@ -20,8 +20,8 @@ Per dance: BAS, BAS 2D (X-Dancer's: on the joints projected as the 2D pose pass'
 sees them, still and framing the whole dance), how the pass's following camera (its default,
 ``follow_camera``) frames the body (the median share of the frame's height its keypoints
 span, the share of frames with all of them in frame), joint speed, jerk, foot skating, PFC,
-ground penetration, the longest frozen stretch, the root's farthest distance and joint-limit
-violations (``training/metrics.py``).
+ground penetration (the deepest, and the share of frames more than 1 cm under), the longest
+frozen stretch, the root's farthest distance and joint-limit violations (``training/metrics.py``).
 Per set: FID_k and FID_g against the held-out captures and Div_k, Div_g
 (``training/dance_features.py``), on 10-s clips so that six songs give enough samples; and
 FID_k, Div_k again on the kinetic features with their published acceleration slip corrected
@@ -213,6 +213,7 @@ COLUMNS = (
     ("foot_skating_m_s", "skating m/s", 2),
     ("pfc", "PFC", 2),
     ("penetration_max_m", "penetration m", 3),
+    ("sunk_share", "> 1 cm under", 3),
     ("longest_frozen_s", "frozen s (worst)", 2),
     ("root_max_distance_m", "root m", 1),
     ("joint_limit_share", "limit share", 3),
