@@ -142,9 +142,12 @@ def decode_into(path: Path, first: int, out: np.ndarray) -> int:
         written = 0
         blocks = audio_file.blocks(blocksize=DECODE_BLOCK, frames=len(out), dtype="float32", always_2d=True)
         try:
-            for block in blocks:
-                block.mean(axis=1, dtype=np.float32, out=out[written : written + len(block)])
-                written += len(block)
+            # A damaged MP3 can decode to infinities (not always the same): refused as
+            # non-finite once decoded, without numpy's warning on the way.
+            with np.errstate(invalid="ignore", over="ignore"):
+                for block in blocks:
+                    block.mean(axis=1, dtype=np.float32, out=out[written : written + len(block)])
+                    written += len(block)
         except (soundfile.LibsndfileError, RuntimeError):
             # A cut-off file (a FLAC decoder losing sync where the data stops): what came before
             # it, read again in small blocks so that a failing large read loses little.
@@ -162,9 +165,11 @@ def salvage(path: Path, first: int, out: np.ndarray) -> int:
     with soundfile.SoundFile(str(path)) as audio_file:
         audio_file.seek(first)
         try:
-            for block in audio_file.blocks(blocksize=SALVAGE_BLOCK, frames=len(out), dtype="float32", always_2d=True):
-                block.mean(axis=1, dtype=np.float32, out=out[written : written + len(block)])
-                written += len(block)
+            blocks = audio_file.blocks(blocksize=SALVAGE_BLOCK, frames=len(out), dtype="float32", always_2d=True)
+            with np.errstate(invalid="ignore", over="ignore"):
+                for block in blocks:
+                    block.mean(axis=1, dtype=np.float32, out=out[written : written + len(block)])
+                    written += len(block)
         except (soundfile.LibsndfileError, RuntimeError):
             pass
     return written
