@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
-from types import FrameType
 from typing import NoReturn
 
-from .errors import Terminated
+from bailando_blender.stopping import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_raises
+
 from .generator import DEVICES, RUNTIMES
 from .music_features import FPS, configure_numba_cache
 from .sampling import DEFAULT_BEAT_CANDIDATES
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
-EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -114,20 +110,10 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def terminate(signum: int, frame: FrameType | None) -> None:
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    if in_main_thread:
-        previous = signal.signal(signal.SIGTERM, terminate)  # stopped as by Ctrl-C: one line, no file
-    try:
+    with sigterm_raises():  # stopped as by Ctrl-C: one line, no file
         return run_command(args)
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def run_command(args: argparse.Namespace) -> int:

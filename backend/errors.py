@@ -16,8 +16,3 @@ class UserInputError(Exception):
 
 class CancelledError(Exception):
     """A job was cancelled by its submitter."""
-
-
-class Terminated(BaseException):
-    """The process was asked to stop (SIGTERM); like KeyboardInterrupt, not an Exception, so that
-    no handler of errors swallows it on its way out."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bailando_blender.retarget import rotation_between
 from bailando_blender.skeleton import PARENTS, REST_OFFSETS, forward_kinematics
 
 # (hip, knee, ankle, toes) of each leg, SMPL's joint indices.
@@ -32,21 +33,6 @@ def lift_out(depth: np.ndarray) -> np.ndarray:
     """(T,) depths under the floor (>= 0, metres) -> (T,) lifts that leave each at most
     FLOOR_GIVE_M under it, the deeper still the deeper (a smooth, increasing map)."""
     return depth - FLOOR_GIVE_M * (1.0 - np.exp(-depth / FLOOR_GIVE_M))
-
-
-def unit(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
-
-
-def turn_between(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """(N, 3) unit vectors -> (N, 3, 3) the smallest rotations taking each source to its target."""
-    axis = np.cross(source, target)
-    cosine = np.clip(np.sum(source * target, axis=-1), -1.0, 1.0)
-    cross = np.zeros((len(source), 3, 3))
-    cross[:, 0, 1], cross[:, 0, 2], cross[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
-    cross -= np.swapaxes(cross, 1, 2)
-    scale = 1.0 / np.maximum(1.0 + cosine, 1e-9)  # opposite vectors do not occur for small lifts
-    return np.eye(3) + cross + cross @ cross * scale[:, None, None]
 
 
 def raise_foot(
@@ -81,9 +67,9 @@ def raise_foot(
     along = (thigh_length**2 - shin_length**2 + distance_used**2) / (2 * distance_used)
     across = np.sqrt(np.maximum(thigh_length**2 - along**2, 0.0))
     knee_to = hip_at + along[:, None] * toward + across[:, None] * pole
-    hip_turn = turn_between(unit(knee_at - hip_at), unit(knee_to - hip_at))
+    hip_turn = rotation_between(knee_at - hip_at, knee_to - hip_at)
     shin = (hip_turn @ (positions[frames, ankle] - knee_at)[..., None])[..., 0]
-    knee_turn = turn_between(unit(shin), unit(ankle_to - knee_to))
+    knee_turn = rotation_between(shin, ankle_to - knee_to)
     hip_global = hip_turn @ global_rotations[frames, hip]
     knee_global = knee_turn @ hip_turn @ global_rotations[frames, knee]
     parent_global = global_rotations[frames, PARENTS[hip]]

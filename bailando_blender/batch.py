@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +28,11 @@ import bpy
 from . import backend_manager, export, generation, pose_pass, preferences, preview
 from .backend_client import BackendError
 from .output_paths import file_problem, folder_problem
+from .stopping import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_raises
 
 AUDIO_SUFFIXES = (".wav", ".ogg", ".flac", ".mp3")
 CHARACTER_SUFFIXES = (".fbx", ".glb", ".gltf")
 EXIT_FAILED = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
-EXIT_TERMINATED = 143  # 128 + SIGTERM
 MAX_FPS = 240.0  # the backend's limit on output frame rates
 PREVIEW_SECONDS = 10.0  # default length of the preview video
 
@@ -331,23 +328,10 @@ def run_open_scene(args: argparse.Namespace) -> int:
     return 0
 
 
-class Terminated(BaseException):
-    """SIGTERM: stopped as by Ctrl-C (not an Exception, so that no error handler swallows it)."""
-
-
-def terminate(signum: int, frame: object) -> None:
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, terminate) if in_main_thread else None
-    try:
+    with sigterm_raises():
         return run(args)
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -77,20 +77,20 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
 
 
 def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(3, 3) the smallest rotation taking direction a onto direction b."""
+    """(..., 3) directions -> (..., 3, 3) the smallest rotations taking each a onto its b (a half
+    turn about an axis across a where b points the other way)."""
     a, b = _normalised(a), _normalised(b)
     axis = np.cross(a, b)
-    sine, cosine = np.linalg.norm(axis), float(a @ b)
-    if sine < 1e-9:
-        if cosine > 0:
-            return np.eye(3)
-        ortho = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
-        axis, sine, cosine = _normalised(ortho), 0.0, -1.0
-        cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-        return np.eye(3) + 2.0 * cross @ cross
-    axis = axis / sine
-    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + sine * cross + (1.0 - cosine) * cross @ cross
+    sine, cosine = np.linalg.norm(axis, axis=-1), np.sum(a * b, axis=-1)
+    parallel = sine < 1e-9
+    helper = np.where(np.abs(a[..., :1]) < 0.9, [1.0, 0.0, 0.0], [0.0, 1.0, 0.0])
+    across = _normalised(np.cross(a, helper))
+    axis = np.where(parallel[..., None], across, axis / np.where(parallel, 1.0, sine)[..., None])
+    sine, cosine = np.where(parallel, 0.0, sine), np.where(parallel, np.sign(cosine), cosine)
+    zero = np.zeros_like(sine)
+    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
+    cross = np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1), np.stack([-y, x, zero], -1)], -2)
+    return np.eye(3) + sine[..., None, None] * cross + (1.0 - cosine)[..., None, None] * cross @ cross
 
 
 def _source_rest_directions() -> np.ndarray:

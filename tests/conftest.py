@@ -95,6 +95,18 @@ def registered_extension() -> None:
     bailando_blender.unregister()
 
 
+@pytest.fixture(scope="module")
+def extension_with_backend(registered_extension: None) -> None:
+    """``registered_extension`` generating with a real backend process, as in Blender: its Python
+    is $BAILANDO_BACKEND_PYTHON (this interpreter unless named, so the same tests run under
+    another bpy whose environment has no torch); stopped after the module."""
+    from bailando_blender import backend_manager
+
+    os.environ.setdefault(backend_manager.BACKEND_PYTHON_ENV, sys.executable)
+    yield
+    backend_manager.shutdown()
+
+
 def empty_scene(fps: int):  # -> bpy.types.Scene
     """A fresh empty scene at ``fps`` frames per second."""
     import bpy

@@ -17,7 +17,6 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-import bailando_blender  # noqa: E402  (after the importorskip)
 from bailando_blender import backend_manager, generation  # noqa: E402
 from bailando_blender.skeleton import (  # noqa: E402
     JOINT_NAMES,
@@ -31,17 +30,8 @@ from bailando_blender.sound_strips import strip_frames  # noqa: E402
 
 from .conftest import REPO, write_song  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("extension_with_backend")]
 SONG_SECONDS = 4.0
-
-
-@pytest.fixture(scope="module", autouse=True)
-def extension() -> None:
-    os.environ.setdefault(backend_manager.BACKEND_PYTHON_ENV, sys.executable)
-    bailando_blender.register()
-    yield
-    bailando_blender.unregister()
-    backend_manager.shutdown()
 
 
 @pytest.fixture(scope="module")

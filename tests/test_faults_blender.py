@@ -20,14 +20,13 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-import bailando_blender  # noqa: E402  (after the importorskip)
 from bailando_blender import backend_client, backend_manager  # noqa: E402
 from bailando_blender.backend_client import BackendProcess  # noqa: E402
 from bailando_blender.operators import BAILANDO_OT_generate_dance as Generate  # noqa: E402
 
 from .conftest import REPO, write_song  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("extension_with_backend")]
 MODE_ENV = "FAKE_BACKEND_MODE"
 FAKE_BACKEND = """
 import json, os, sys, time
@@ -51,15 +50,6 @@ QUICK_TIMEOUT_S = 1.5  # the silence a test waits for, in place of the product's
 # The real backend's Python: this one, unless the environment names another (Blender 5.3's run
 # names the main environment's, which has the backend's packages).
 REAL_BACKEND = os.environ.get(backend_manager.BACKEND_PYTHON_ENV, sys.executable)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def extension() -> None:
-    os.environ[backend_manager.BACKEND_PYTHON_ENV] = REAL_BACKEND
-    bailando_blender.register()
-    yield
-    bailando_blender.unregister()
-    backend_manager.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -196,3 +196,19 @@ def test_the_limb_check_catches_a_wrong_bone_map() -> None:
     wrong[1], wrong[4] = bone_map[4], bone_map[1]  # a hip and its knee swapped
     bad = rt.limb_angles(rt.retarget(rotations, translation, rig, wrong), rig, wrong, rotations, translation)
     assert good.mean() < 1.0 and bad.mean() > rt.POOR_RETARGET_DEG
+
+
+def test_rotation_between_takes_each_direction_onto_its_target_in_batches() -> None:
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(50, 3)), rng.normal(size=(50, 3))
+    a[0], b[0] = [0.0, 1.0, 0.0], [0.0, 2.0, 0.0]  # the same direction: no turn
+    a[1], b[1] = [1.0, 0.0, 0.0], [-3.0, 0.0, 0.0]  # opposite: a half turn
+    turns = rt.rotation_between(a, b)
+    unit_b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    np.testing.assert_allclose(
+        (turns @ (a / np.linalg.norm(a, axis=-1, keepdims=True))[..., None])[..., 0], unit_b, atol=1e-12
+    )
+    np.testing.assert_allclose(turns @ np.swapaxes(turns, 1, 2), np.broadcast_to(np.eye(3), turns.shape), atol=1e-12)
+    np.testing.assert_array_equal(turns[0], np.eye(3))
+    np.testing.assert_allclose(np.linalg.det(turns), 1.0, atol=1e-12)
+    np.testing.assert_array_equal(rt.rotation_between(a[5], b[5]), turns[5])  # one pair as in a batch
